@@ -1,0 +1,9 @@
+"""cnnlab: CNN model research toolkit. FLOPs are not speed: count exactly, measure for real."""
+
+from cnnlab.analysis.complexity import Complexity, complexity
+from cnnlab.models import create_model, list_models
+
+
+__version__ = "0.1.0"
+
+__all__ = ["Complexity", "complexity", "create_model", "list_models"]

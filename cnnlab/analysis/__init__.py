@@ -1,0 +1,1 @@
+"""Layer 4: complexity (analytic, cross-checked by tracing)."""

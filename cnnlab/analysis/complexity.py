@@ -1,0 +1,75 @@
+"""``cnnlab.complexity``: params, MACs, activations and memory access of a model, analytically."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from cnnlab.analysis.trace import traced_counts
+from cnnlab.models.net import CostRow, Net, plan_cost
+from cnnlab.models.registry import get_entry, model_config
+
+
+@dataclass(frozen=True)
+class Complexity:
+    """Counts at batch 1 for one input of ``input_size`` (conventions: cnnlab.ops.cost).
+
+    ``rows`` holds the per-layer breakdown when the count is analytic, and is empty when it was
+    traced (a model that is not a cnnlab network).
+    """
+
+    params: int
+    macs: int
+    activations: int
+    memory_access: int
+    input_size: tuple[int, int, int]
+    method: str
+    rows: tuple[CostRow, ...] = ()
+
+
+def _check_input_size(input_size) -> tuple[int, int, int]:
+    size = tuple(int(v) for v in input_size)
+    if len(size) != 3 or min(size) < 1:
+        raise ValueError(f"input_size must be (channels, height, width), all >= 1; got {input_size}")
+    return size
+
+
+def _from_rows(rows: list[CostRow], input_size, method="analytic") -> Complexity:
+    return Complexity(
+        params=sum(r.cx.params for r in rows),
+        macs=sum(r.cx.macs for r in rows),
+        activations=sum(r.cx.activations for r in rows),
+        memory_access=sum(r.cx.memory_access for r in rows),
+        input_size=input_size,
+        method=method,
+        rows=tuple(rows),
+    )
+
+
+def complexity(
+    model_or_name: nn.Module | str,
+    input_size: tuple[int, int, int] | None = None,
+    **overrides,
+) -> Complexity:
+    """Params, MACs, activations and memory access of a model or a registered model name.
+
+    A name (with optional config ``overrides``) or a cnnlab network is counted analytically from
+    its plan, without building tensors. Any other ``nn.Module`` is counted by tracing one forward
+    pass (``method="traced"``). ``input_size`` defaults to the model's registered input size.
+    """
+    if isinstance(model_or_name, str):
+        entry = get_entry(model_or_name)
+        cfg = model_config(model_or_name, **overrides)
+        size = _check_input_size(input_size or entry.input_size)
+        return _from_rows(plan_cost(cfg, entry.family.plan(cfg), size), size)
+    if overrides:
+        raise TypeError("config overrides apply to a model name, not to a built model")
+    if isinstance(model_or_name, Net):
+        size = _check_input_size(input_size or (model_or_name.cfg.in_chans, 224, 224))
+        return _from_rows(plan_cost(model_or_name.cfg, model_or_name.plan, size), size)
+    if isinstance(model_or_name, nn.Module):
+        size = _check_input_size(input_size or (3, 224, 224))
+        t = traced_counts(model_or_name, size)
+        return Complexity(t.params, t.macs, t.activations, t.memory_access, size, "traced")
+    raise TypeError(f"complexity() takes a model name or an nn.Module, got {type(model_or_name).__name__}")

@@ -1,0 +1,127 @@
+"""A classification network built from a plan: named feature layers, then the classifier head.
+
+A family turns its config (a dataclass mirroring the paper's table) into a :class:`Plan`, a list
+of :class:`Layer` records (block class + constructor arguments). The same plan builds the modules
+and, through each block's ``complexity`` static method, computes the analytic cost without
+building anything, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.blocks.head import ClassifierHead
+from cnnlab.ops.cost import Cx
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetConfig:
+    """Fields every classification model has; each family's config adds its own table."""
+
+    num_classes: int = 1000
+    in_chans: int = 3
+    drop_rate: float = 0.0
+
+    def check(self) -> None:
+        """Refuse impossible values of the common fields."""
+        if self.in_chans < 1:
+            raise ValueError(f"in_chans must be >= 1, got {self.in_chans}")
+        if self.num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0 (0 removes the classifier), got {self.num_classes}")
+        if not 0.0 <= self.drop_rate < 1.0:
+            raise ValueError(f"drop_rate must be in [0, 1), got {self.drop_rate}")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One named layer of a plan: a block class and the arguments of its constructor."""
+
+    name: str
+    block: type[nn.Module]
+    args: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> nn.Module:
+        try:
+            return self.block(**self.args)
+        except ValueError as e:
+            raise ValueError(f"layer {self.name!r}: {e}") from None
+
+    def cost(self, cx: Cx) -> Cx:
+        try:
+            return self.block.complexity(cx, **self.args)
+        except ValueError as e:
+            raise ValueError(f"layer {self.name!r}: {e}") from None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Feature layers in order and the width of the features they produce."""
+
+    layers: list[Layer]
+    num_features: int
+
+
+@dataclass(frozen=True)
+class CostRow:
+    """The analytic cost of one layer: its name, block type and output state."""
+
+    name: str
+    kind: str
+    cx: Cx
+
+
+class Net(nn.Module):
+    """Feature layers from a plan + :class:`ClassifierHead`; the cnnlab model contract."""
+
+    def __init__(self, cfg: NetConfig, plan: Plan) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.plan = plan
+        self.num_features = plan.num_features
+        self.features = nn.Sequential()
+        for layer in plan.layers:
+            self.features.add_module(layer.name, layer.build())
+        self.head = ClassifierHead(plan.num_features, cfg.num_classes, cfg.drop_rate)
+
+    @property
+    def num_classes(self) -> int:
+        return self.cfg.num_classes
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return self.head(x, pre_logits=pre_logits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.head.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the final FC by a new one with ``num_classes`` outputs (0: no classifier)."""
+        self.head.reset(num_classes)
+        self.cfg = replace(self.cfg, num_classes=num_classes)
+
+
+def plan_cost(cfg: NetConfig, plan: Plan, input_size: tuple[int, int, int]) -> list[CostRow]:
+    """The analytic cost of every layer of ``plan`` and of the head, for one input of input_size."""
+    c, h, w = input_size
+    if c != cfg.in_chans:
+        raise ValueError(
+            f"input_size has {c} channels but the model takes in_chans={cfg.in_chans}; "
+            f"pass input_size=({cfg.in_chans}, {h}, {w})"
+        )
+    cx = Cx(c, h, w)
+    rows = []
+    for layer in plan.layers:
+        cx = layer.cost(cx.branch())
+        rows.append(CostRow(layer.name, layer.block.__name__, cx))
+    head = ClassifierHead.complexity(cx.branch(), plan.num_features, cfg.num_classes)
+    rows.append(CostRow("head", ClassifierHead.__name__, head))
+    return rows

@@ -1,0 +1,189 @@
+"""Analytic cost of primitive layers, computed from arguments and shapes alone (no tensors).
+
+Each ``*_cx`` function takes the cost state ``cx`` of the layer's input and returns the state of
+its output: the new shape plus the cost added. Counting conventions (DESIGN.md):
+
+- ``macs``: multiply-accumulates of convolution and linear layers at batch 1 (the "FLOPs" of the
+  ShuffleNet, MobileNet and NASNet papers). Biases, BN, activations, pooling and adds count zero.
+- ``memory_access``: ShuffleNet v2's memory access cost, in elements: for every operator of the
+  inference graph, inputs read + outputs written + parameters read. A batch norm that directly
+  follows a convolution is folded into it and counts nothing; views (split, flatten) count
+  nothing; a channel shuffle is one copy (read + write).
+- ``activations``: output elements of convolution and linear layers (as pycls counts them).
+- ``params``: every trainable parameter, BN's gamma and beta included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+
+@dataclass(frozen=True)
+class Cx:
+    """A feature map shape (c, h, w) at batch 1 and the cost accumulated to produce it."""
+
+    c: int
+    h: int
+    w: int
+    params: int = 0
+    macs: int = 0
+    activations: int = 0
+    memory_access: int = 0
+
+    @property
+    def numel(self) -> int:
+        return self.c * self.h * self.w
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.c, self.h, self.w)
+
+    def branch(self) -> Cx:
+        """The same shape with zero cost: the start of a branch or of a layer's own count."""
+        return Cx(self.c, self.h, self.w)
+
+    def add(self, *, c=None, h=None, w=None, params=0, macs=0, activations=0, memory_access=0):
+        """A new state: shape fields replaced where given, costs added."""
+        return Cx(
+            self.c if c is None else c,
+            self.h if h is None else h,
+            self.w if w is None else w,
+            self.params + params,
+            self.macs + macs,
+            self.activations + activations,
+            self.memory_access + memory_access,
+        )
+
+    def merge(self, branches: Iterable[Cx], c: int, h: int, w: int) -> Cx:
+        """Add the costs of ``branches`` (each started with ``branch()``) and take shape (c, h, w)."""
+        out = self.add(c=c, h=h, w=w)
+        for b in branches:
+            out = out.add(
+                params=b.params,
+                macs=b.macs,
+                activations=b.activations,
+                memory_access=b.memory_access,
+            )
+        return out
+
+
+def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def conv_out(size: int, k: int, stride: int, padding: int, dilation: int = 1, ceil: bool = False):
+    """Output length of a convolution or pooling window along one axis (PyTorch's formula)."""
+    span = size + 2 * padding - dilation * (k - 1) - 1
+    out = -(-span // stride) + 1 if ceil else span // stride + 1
+    if ceil and (out - 1) * stride >= size + padding:
+        out -= 1  # PyTorch drops a last window that would start inside the right padding
+    if out < 1:
+        raise ValueError(
+            f"input of size {size} is too small for a window of {k} with stride {stride} and "
+            f"padding {padding}; use a larger input size"
+        )
+    return out
+
+
+def check_groups(what: str, c_in: int, c_out: int, groups: int) -> None:
+    """Refuse a grouped layer whose channel counts are not divisible by its groups."""
+    if groups < 1 or c_in % groups or c_out % groups:
+        raise ValueError(
+            f"{what}: in_channels={c_in} and out_channels={c_out} must both be divisible by "
+            f"groups={groups}; choose channel counts that are multiples of the groups"
+        )
+
+
+def conv2d_cx(
+    cx: Cx,
+    c_out: int,
+    k: int | tuple[int, int],
+    *,
+    stride: int = 1,
+    padding: int | None = None,
+    dilation: int = 1,
+    groups: int = 1,
+    bias: bool = False,
+) -> Cx:
+    """Conv2d: weights c_out*(c_in/g)*kh*kw; MACs h_out*w_out*c_out*(c_in/g)*kh*kw."""
+    check_groups("conv", cx.c, c_out, groups)
+    kh, kw = _pair(k)
+    ph, pw = _pair(padding) if padding is not None else (dilation * (kh - 1) // 2,) * 2
+    h = conv_out(cx.h, kh, stride, ph, dilation)
+    w = conv_out(cx.w, kw, stride, pw, dilation)
+    weights = c_out * (cx.c // groups) * kh * kw
+    params = weights + (c_out if bias else 0)
+    out = c_out * h * w
+    return cx.add(
+        c=c_out,
+        h=h,
+        w=w,
+        params=params,
+        macs=weights * h * w,
+        activations=out,
+        memory_access=cx.numel + out + params,
+    )
+
+
+def norm_cx(cx: Cx, *, folded: bool = True) -> Cx:
+    """BatchNorm2d: 2c parameters; free when folded into the preceding conv, else read + write."""
+    mem = 0 if folded else 2 * cx.numel + 2 * cx.c
+    return cx.add(params=2 * cx.c, memory_access=mem)
+
+
+def elementwise_cx(cx: Cx, n_inputs: int = 1) -> Cx:
+    """An element-wise operator (activation, add): reads its inputs, writes one output."""
+    return cx.add(memory_access=(n_inputs + 1) * cx.numel)
+
+
+def act_cx(cx: Cx, act: str | None) -> Cx:
+    """An activation function, or nothing when ``act`` is None."""
+    return cx if act is None else elementwise_cx(cx)
+
+
+def pool_cx(cx: Cx, k: int, stride: int, padding: int = 0, *, ceil_mode: bool = False) -> Cx:
+    """Max or average pooling: reads the input, writes the output, no parameters."""
+    h = conv_out(cx.h, k, stride, padding, ceil=ceil_mode)
+    w = conv_out(cx.w, k, stride, padding, ceil=ceil_mode)
+    return cx.add(h=h, w=w, memory_access=cx.numel + cx.c * h * w)
+
+
+def global_pool_cx(cx: Cx) -> Cx:
+    """Global average pooling to 1x1."""
+    return cx.add(h=1, w=1, memory_access=cx.numel + cx.c)
+
+
+def linear_cx(cx: Cx, c_out: int, *, bias: bool = True) -> Cx:
+    """Fully connected layer on a flattened input of cx.numel features."""
+    c_in = cx.numel
+    params = c_in * c_out + (c_out if bias else 0)
+    return cx.add(
+        c=c_out,
+        h=1,
+        w=1,
+        params=params,
+        macs=c_in * c_out,
+        activations=c_out,
+        memory_access=c_in + c_out + params,
+    )
+
+
+def concat_cx(cx: Cx, branches: list[Cx]) -> Cx:
+    """Concatenate branch outputs along channels: reads every input, writes the output."""
+    c = sum(b.c for b in branches)
+    h, w = branches[0].h, branches[0].w
+    if any((b.h, b.w) != (h, w) for b in branches):
+        shapes = [b.shape for b in branches]
+        raise ValueError(f"concat: branch outputs differ in spatial size: {shapes}")
+    return cx.merge(branches, c, h, w).add(memory_access=2 * c * h * w)
+
+
+def shuffle_cx(cx: Cx) -> Cx:
+    """Channel shuffle (reshape, transpose, flatten): one copy of the feature map."""
+    return cx.add(memory_access=2 * cx.numel)
+
+
+def channel_scale_cx(cx: Cx) -> Cx:
+    """Multiply each channel of the feature map by a gate value: reads x and the gate, writes."""
+    return cx.add(memory_access=2 * cx.numel + cx.c)
