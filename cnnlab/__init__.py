@@ -3,7 +3,6 @@
 from cnnlab.analysis.complexity import Complexity, complexity
 from cnnlab.models import create_model, list_models
 
-
 __version__ = "0.1.0"
 
 __all__ = ["Complexity", "complexity", "create_model", "list_models"]

@@ -31,7 +31,9 @@ class Complexity:
 def _check_input_size(input_size) -> tuple[int, int, int]:
     size = tuple(int(v) for v in input_size)
     if len(size) != 3 or min(size) < 1:
-        raise ValueError(f"input_size must be (channels, height, width), all >= 1; got {input_size}")
+        raise ValueError(
+            f"input_size must be (channels, height, width), all >= 1; got {input_size}"
+        )
     return size
 
 
@@ -72,4 +74,6 @@ def complexity(
         size = _check_input_size(input_size or (3, 224, 224))
         t = traced_counts(model_or_name, size)
         return Complexity(t.params, t.macs, t.activations, t.memory_access, size, "traced")
-    raise TypeError(f"complexity() takes a model name or an nn.Module, got {type(model_or_name).__name__}")
+    raise TypeError(
+        f"complexity() takes a model name or an nn.Module, got {type(model_or_name).__name__}"
+    )

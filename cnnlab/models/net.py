@@ -31,7 +31,9 @@ class NetConfig:
         if self.in_chans < 1:
             raise ValueError(f"in_chans must be >= 1, got {self.in_chans}")
         if self.num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0 (0 removes the classifier), got {self.num_classes}")
+            raise ValueError(
+                f"num_classes must be >= 0 (0 removes the classifier), got {self.num_classes}"
+            )
         if not 0.0 <= self.drop_rate < 1.0:
             raise ValueError(f"drop_rate must be in [0, 1), got {self.drop_rate}")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from cnnlab.models.net import Net, NetConfig, Plan
 

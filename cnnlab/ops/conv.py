@@ -103,7 +103,9 @@ class SeparableConv(nn.Sequential):
         act: str | None = "relu",
     ) -> Cx:
         mid_norm, mid_act = _mid_parts(mid)
-        cx = ConvNormAct.complexity(cx, c_in, c_in, k, stride, groups=c_in, norm=mid_norm, act=mid_act)
+        cx = ConvNormAct.complexity(
+            cx, c_in, c_in, k, stride, groups=c_in, norm=mid_norm, act=mid_act
+        )
         return ConvNormAct.complexity(cx, c_in, c_out, 1, norm=norm, act=act)
 
 

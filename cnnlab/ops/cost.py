@@ -15,8 +15,8 @@ its output: the new shape plus the cost added. Counting conventions (DESIGN.md):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 
 @dataclass(frozen=True)

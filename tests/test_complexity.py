@@ -1,0 +1,84 @@
+"""Analytic complexity against the built module, for every registered model."""
+
+import pytest
+import torch
+from torch import nn
+
+import cnnlab
+from cnnlab.analysis.trace import traced_counts
+from cnnlab.models import get_entry
+from cnnlab.ops.cost import Cx, conv2d_cx, conv_out, linear_cx
+
+
+@pytest.mark.parametrize("name", cnnlab.list_models())
+def test_analytic_equals_traced(name):
+    size = get_entry(name).input_size
+    model = cnnlab.create_model(name)
+    analytic = cnnlab.complexity(name, size)
+    traced = traced_counts(model, size)
+    assert analytic.params == sum(p.numel() for p in model.parameters())
+    assert analytic.params == traced.params
+    assert analytic.macs == traced.macs
+    assert analytic.activations == traced.activations
+    assert analytic.memory_access == traced.memory_access
+    # a built model and its name give the same analytic figures
+    assert cnnlab.complexity(model, size).macs == analytic.macs
+
+
+def test_pointwise_conv_memory_access_is_shufflenet_v2_eq1():
+    # ShuffleNet v2 §2: a 1x1 conv has B = h*w*c1*c2 and MAC = h*w*(c1+c2) + c1*c2
+    h, w, c1, c2 = 56, 56, 128, 64
+    out = conv2d_cx(Cx(c1, h, w), c2, 1)
+    assert out.macs == h * w * c1 * c2
+    assert out.memory_access == h * w * (c1 + c2) + c1 * c2
+    # Eq. 1's bound: MAC >= 2*sqrt(h*w*B) + B/(h*w), equality at c1 == c2
+    eq = conv2d_cx(Cx(96, h, w), 96, 1)
+    bound = 2 * (h * w * eq.macs) ** 0.5 + eq.macs / (h * w)
+    assert eq.memory_access == pytest.approx(bound)
+    assert out.memory_access > 2 * (h * w * out.macs) ** 0.5 + out.macs / (h * w)
+
+
+def test_group_conv_memory_access_is_shufflenet_v2_eq2():
+    h, w, c, g = 28, 28, 240, 3
+    out = conv2d_cx(Cx(c, h, w), c, 1, groups=g)
+    b = h * w * c * c // g
+    assert out.macs == b
+    assert out.memory_access == h * w * c + b * g // c + b // (h * w)
+
+
+@pytest.mark.parametrize(
+    "size,k,s,p,ceil",
+    [(112, 3, 2, 1, False), (147, 3, 2, 1, False), (7, 3, 2, 0, True), (8, 2, 2, 0, True)],
+)
+def test_conv_out_matches_pytorch(size, k, s, p, ceil):
+    y = nn.MaxPool2d(k, s, p, ceil_mode=ceil)(torch.zeros(1, 1, size, size))
+    assert conv_out(size, k, s, p, ceil=ceil) == y.shape[-1]
+
+
+def test_linear_counts():
+    out = linear_cx(Cx(1024, 1, 1), 1000)
+    assert (out.params, out.macs, out.activations) == (1024 * 1000 + 1000, 1024 * 1000, 1000)
+
+
+def test_traced_counts_any_module():
+    m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 16, 4))
+    c = cnnlab.complexity(m, (3, 4, 4))
+    assert c.method == "traced"
+    assert c.macs == 8 * 27 * 16 + 128 * 4
+    assert c.params == 8 * 27 + 8 + 128 * 4 + 4
+    # conv: read 48 + weights 224, write 128; relu 256; linear: read 128 + 516, write 4
+    assert c.memory_access == (48 + 224 + 128) + 256 + (128 + 516 + 4)
+
+
+def test_unknown_operator_is_refused():
+    class Odd(nn.Module):
+        def forward(self, x):
+            return torch.cumsum(x, 1)
+
+    with pytest.raises(NotImplementedError, match="cumsum"):
+        traced_counts(Odd(), (3, 4, 4))
+
+
+def test_input_size_must_match_in_chans():
+    with pytest.raises(ValueError, match="in_chans=3"):
+        cnnlab.complexity("shufflenet_v2_x1_0", (1, 224, 224))

@@ -1,0 +1,43 @@
+import pytest
+
+import cnnlab
+from cnnlab.models import register_model
+from cnnlab.models.registry import get_entry
+
+
+def test_list_models_sorted_and_filtered():
+    names = cnnlab.list_models()
+    assert names == sorted(names)
+    v2 = cnnlab.list_models("shufflenet_v2*")
+    assert "shufflenet_v2_x1_0" in v2
+    assert all(n.startswith("shufflenet_v2") for n in v2)
+    assert cnnlab.list_models("no_such_family*") == []
+
+
+def test_unknown_name_suggests_closest():
+    with pytest.raises(ValueError, match=r"did you mean .*shufflenet_v2_x1_0"):
+        cnnlab.create_model("shufflenet_v2_x1_O")
+
+
+def test_unknown_override_is_type_error():
+    with pytest.raises(TypeError, match="unknown override.*widht"):
+        cnnlab.create_model("shufflenet_v2_x1_0", widht=2)
+
+
+def test_duplicate_registration_raises():
+    entry = get_entry("shufflenet_v2_x1_0")
+    with pytest.raises(ValueError, match="already registered"):
+        register_model("shufflenet_v2_x1_0", entry.family, entry.cfg)
+
+
+def test_impossible_configuration_names_layer_and_numbers():
+    with pytest.raises(ValueError, match=r"stage2_1.*c_in=117, c_out=117"):
+        cnnlab.create_model("shufflenet_v2_x1_0", stage_channels=(117, 232, 464))
+    with pytest.raises(ValueError, match=r"stage2_1.*c_in=117"):
+        cnnlab.complexity("shufflenet_v2_x1_0", stage_channels=(117, 232, 464))
+
+
+def test_overrides_reach_the_model():
+    m = cnnlab.create_model("shufflenet_v2_x1_0", conv5=512, num_classes=10)
+    assert m.num_features == 512
+    assert m.get_classifier().out_features == 10
