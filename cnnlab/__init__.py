@@ -2,7 +2,8 @@
 
 from cnnlab.analysis.complexity import Complexity, complexity
 from cnnlab.models import create_model, list_models
+from cnnlab.models.torchvision_port import from_torchvision
 
 __version__ = "0.1.0"
 
-__all__ = ["Complexity", "complexity", "create_model", "list_models"]
+__all__ = ["Complexity", "complexity", "create_model", "from_torchvision", "list_models"]

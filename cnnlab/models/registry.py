@@ -105,3 +105,9 @@ def create_model(name: str, *, num_classes: int = 1000, in_chans: int = 3, **ove
     entry = get_entry(name)
     cfg = model_config(name, num_classes=num_classes, in_chans=in_chans, **overrides)
     return Net(cfg, entry.family.plan(cfg))
+
+
+def width_tag(width: float) -> str:
+    """The name suffix of a width multiplier, torchvision style: 0.5 -> x0_5, 1.0 -> x1_0."""
+    tag = f"{width:g}".replace(".", "_")
+    return f"x{tag}" if "_" in tag else f"x{tag}_0"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from cnnlab.blocks.shufflenet_v2 import LAYOUTS, ShuffleV2Unit
 from cnnlab.models.net import Layer, NetConfig, Plan
-from cnnlab.models.registry import Family, PaperFigures, register_model
+from cnnlab.models.registry import Family, PaperFigures, register_model, width_tag
 from cnnlab.ops.conv import ConvNormAct
 from cnnlab.ops.pool import MaxPool
 
@@ -91,7 +91,7 @@ _HALF_NOTE = (
 )
 
 for _w, (_macs, _params, _err) in _PAPER.items():
-    _tag = f"x{_w:.1f}".replace(".", "_")
+    _tag = width_tag(_w)
     _src = "Ma et al. 2018, Tables 5 and 8"
     _fig = PaperFigures(_src, _macs, _params, _err)
     if _w == 0.5:
