@@ -85,11 +85,15 @@ _NOTE_14 = (
     "the paper prints 585 M; rounding channels to multiples of 8 (torchvision, TF-slim) gives "
     "582.2 M and no rounding gives 571.7 M"
 )
+_NOTE_PARAMS = (
+    "the paper prints 3.4 M params; TF-slim lists 3.47 M, which leaves out BN's 34,112 gamma and "
+    "beta; with them the count is 3,504,872, equal to torchvision's num_params"
+)
 _FIGURES = {
     0.35: PaperFigures(_SLIM_SRC, "59", None, "39.7"),
     0.5: PaperFigures(_SLIM_SRC, "97", None, "34.6"),
     0.75: PaperFigures(_SLIM_SRC, "209", None, "30.2"),
-    1.0: PaperFigures(_PAPER_SRC, "300", "3.4", "28.0"),
+    1.0: PaperFigures(_PAPER_SRC, "300", "3.4", "28.0", computed_params="3.50", note=_NOTE_PARAMS),
     1.4: PaperFigures(_PAPER_SRC, "585", None, "25.3", computed_macs="582.2", note=_NOTE_14),
 }
 

@@ -1,0 +1,185 @@
+"""The ``cnnlab`` command: parses, calls the library, prints. No logic of its own."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import cnnlab
+from cnnlab.analysis.complexity import Complexity
+from cnnlab.analysis.report import models_markdown
+from cnnlab.models import get_entry
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="cnnlab: CNN architectures with exact complexity. FLOPs are not speed.",
+)
+
+
+def _console() -> Console:
+    """A console as wide as the terminal; wide enough for whole tables when output is piped."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
+InputSize = Annotated[
+    Optional[str],  # noqa: UP045  (typer reads the annotation at run time on Python 3.10)
+    typer.Option("--input-size", help="CxHxW (e.g. 3x224x224) or one side S for (3, S, S)"),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+
+class UsageError(Exception):
+    """Bad input from the command line: reported in one line, exit status 2."""
+
+
+def parse_input_size(text: str | None) -> tuple[int, int, int] | None:
+    """Parse "3x224x224" or "224"; None keeps each model's registered input size."""
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values = [3, values[0], values[0]]
+    if len(values) != 3 or min(values) < 1:
+        raise UsageError(
+            f"--input-size must be CxHxW like 3x224x224 or one side like 224, got {text!r}"
+        )
+    return (values[0], values[1], values[2])
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e6:,.2f}"
+
+
+def _size(size: tuple[int, ...]) -> str:
+    return "x".join(str(v) for v in size)
+
+
+def _summary(name: str, c: Complexity) -> dict:
+    return {
+        "name": name,
+        "params": c.params,
+        "macs": c.macs,
+        "activations": c.activations,
+        "memory_access": c.memory_access,
+        "input_size": list(c.input_size),
+    }
+
+
+@app.command()
+def models(
+    pattern: Annotated[str, typer.Argument(help="fnmatch pattern, e.g. 'shufflenet_v2*'")] = "*",
+    input_size: InputSize = None,
+    as_json: AsJson = False,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="print the docs/models.md zoo table (all models)")
+    ] = False,
+) -> None:
+    """List registered models with params, MACs and memory access (analytic, batch 1)."""
+    if markdown:
+        print(models_markdown(), end="")
+        return
+    size = parse_input_size(input_size)
+    names = cnnlab.list_models(pattern)
+    if not names:
+        raise UsageError(f"no model matches {pattern!r}; `cnnlab models` lists them all")
+    rows = [_summary(n, cnnlab.complexity(n, size or get_entry(n).input_size)) for n in names]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"cnnlab models ({len(rows)})")
+    for col in ("model", "params (M)", "MACs (M)", "memory access (M)", "input"):
+        table.add_column(
+            col, justify="left" if col in ("model", "input") else "right", no_wrap=True
+        )
+    for r in rows:
+        table.add_row(
+            r["name"],
+            _millions(r["params"]),
+            _millions(r["macs"]),
+            _millions(r["memory_access"]),
+            _size(r["input_size"]),
+        )
+    _console().print(table)
+    _console().print(
+        "MACs: conv + FC multiply-accumulates; memory access: elements read + written."
+    )
+
+
+@app.command()
+def info(
+    model: Annotated[str, typer.Argument(help="registered model name")],
+    input_size: InputSize = None,
+    as_json: AsJson = False,
+) -> None:
+    """Per-layer table of a model: output shape, params, MACs, memory access, and totals."""
+    size = parse_input_size(input_size) or get_entry(model).input_size
+    c = cnnlab.complexity(model, size)
+    layers = [
+        {
+            "name": r.name,
+            "kind": r.kind,
+            "output_shape": list(r.cx.shape),
+            "params": r.cx.params,
+            "macs": r.cx.macs,
+            "memory_access": r.cx.memory_access,
+        }
+        for r in c.rows
+    ]
+    if as_json:
+        print(json.dumps({**_summary(model, c), "layers": layers}, indent=2))
+        return
+    table = Table(title=f"{model} at {_size(size)}")
+    for col in ("layer", "block", "output", "params", "MACs", "memory access"):
+        table.add_column(
+            col, justify="left" if col in ("layer", "block", "output") else "right", no_wrap=True
+        )
+    for r in layers:
+        table.add_row(
+            r["name"],
+            r["kind"],
+            _size(r["output_shape"]),
+            f"{r['params']:,}",
+            f"{r['macs']:,}",
+            f"{r['memory_access']:,}",
+        )
+    table.add_section()
+    table.add_row("total", "", "", f"{c.params:,}", f"{c.macs:,}", f"{c.memory_access:,}")
+    _console().print(table)
+    _console().print(
+        f"{model}: {_millions(c.params)} M params, {_millions(c.macs)} M MACs, "
+        f"{_millions(c.memory_access)} M elements of memory access, "
+        f"{_millions(c.activations)} M activations"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: bad input becomes one line on stderr and exit status 2, never a traceback."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        result = app(args=args or ["--help"], standalone_mode=False)
+    except (UsageError, ValueError, TypeError) as e:
+        print(f"cnnlab: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        # typer's command-line errors (unknown option, missing argument) carry a message
+        if hasattr(e, "format_message") and hasattr(e, "exit_code"):
+            print(f"cnnlab: error: {e.format_message()} (see cnnlab --help)", file=sys.stderr)
+            return 2
+        raise
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

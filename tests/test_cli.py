@@ -1,0 +1,94 @@
+"""The cnnlab command: tables, JSON, and one-line errors with exit status 2."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import cnnlab
+from cnnlab.analysis.report import models_markdown
+from cnnlab.cli.main import main, parse_input_size
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "models.md"
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_models_json_equals_library(capsys):
+    code, out, _ = run(capsys, "models", "shufflenet_v2_x1_0", "--json")
+    assert code == 0
+    (row,) = json.loads(out)
+    c = cnnlab.complexity("shufflenet_v2_x1_0")
+    assert row["name"] == "shufflenet_v2_x1_0"
+    assert (row["params"], row["macs"], row["memory_access"]) == (c.params, c.macs, c.memory_access)
+    assert row["input_size"] == [3, 224, 224]
+
+
+def test_models_table_lists_every_match(capsys):
+    code, out, _ = run(capsys, "models", "mobilenet_v2*")
+    assert code == 0
+    for name in cnnlab.list_models("mobilenet_v2*"):
+        assert name in out
+    assert "300.77" in out  # mobilenet_v2_x1_0 MACs (M)
+
+
+def test_info_json_layers_sum_to_totals(capsys):
+    code, out, _ = run(capsys, "info", "mobilenet_v2_x1_0", "--input-size", "3x160x160", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["input_size"] == [3, 160, 160]
+    assert sum(layer["macs"] for layer in data["layers"]) == data["macs"]
+    assert sum(layer["params"] for layer in data["layers"]) == data["params"] == 3504872
+    assert data["layers"][0]["output_shape"] == [32, 80, 80]
+    assert data["layers"][-1]["output_shape"] == [1000, 1, 1]
+
+
+def test_info_table(capsys):
+    code, out, _ = run(capsys, "info", "shufflenet_v2_x1_0")
+    assert code == 0
+    assert "stage2_0" in out and "145,814,296" in out
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["info", "shufflenet_v2_x1_O"], "did you mean"),
+        (["models", "nothing*"], "no model matches"),
+        (["info", "shufflenet_v2_x1_0", "--input-size", "3x2"], "--input-size must be CxHxW"),
+        (["info", "shufflenet_v2_x1_0", "--input-size", "1x224x224"], "in_chans=3"),
+        (["models", "--bogus"], "No such option"),
+        (["info"], "Missing argument"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(capsys, args, message):
+    code, out, err = run(capsys, *args)
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+
+
+def test_console_script_exit_status():
+    r = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "info", "no_such_model"], capture_output=True, text=True
+    )
+    assert r.returncode == 2
+    assert r.stderr.startswith("cnnlab: error: unknown model 'no_such_model'")
+
+
+def test_parse_input_size():
+    assert parse_input_size("224") == (3, 224, 224)
+    assert parse_input_size("1x28x28") == (1, 28, 28)
+    assert parse_input_size(None) is None
+
+
+def test_docs_model_table_is_generated_from_the_code():
+    assert DOCS.read_text() == models_markdown(), (
+        "regenerate: cnnlab models --markdown > docs/models.md"
+    )
