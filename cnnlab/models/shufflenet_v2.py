@@ -90,6 +90,12 @@ _HALF_NOTE = (
     "the paper appears to round up"
 )
 
+_SE_NOTE = (
+    "SE sits on the main branch after the last 1x1 conv of every unit with as many hidden units "
+    "as the branch has channels, as in the official SE-ShuffleNet v2 code; this gives 593.8 M "
+    "against the printed 597 M (the paper shows the block only in a figure)"
+)
+
 for _w, (_macs, _params, _err) in _PAPER.items():
     _tag = width_tag(_w)
     _src = "Ma et al. 2018, Tables 5 and 8"
@@ -103,5 +109,5 @@ register_model(
     "shufflenet_v2_x2_0_se",
     FAMILY,
     config_for_width(2.0, se=True, se_reduction=1),
-    paper=PaperFigures("Ma et al. 2018, Table 8", "597", None, "24.6"),
+    paper=PaperFigures("Ma et al. 2018, Table 8", "597", None, "24.6", note=_SE_NOTE),
 )
