@@ -20,3 +20,15 @@ def test_readme_first_screen_has_both_commands():
     first_screen = "\n".join((ROOT / "README.md").read_text().splitlines()[:24])
     assert "pip install . && cnnlab models" in first_screen
     assert 'pip install ".[test]" && pytest' in first_screen
+
+
+def test_readme_python_example_runs_and_its_figures_are_true():
+    import torch
+
+    import cnnlab
+
+    (block,) = re.findall(r"```python\n(.+?)\n```", (ROOT / "README.md").read_text(), re.S)
+    exec(block, {"x": torch.randn(1, 3, 224, 224)})
+    figures = re.search(r"c\.memory_access  # (\d+) (\d+) (\d+) (\d+)", block).groups()
+    c = cnnlab.complexity("shufflenet_v2_x1_0")
+    assert [int(v) for v in figures] == [c.params, c.macs, c.activations, c.memory_access]
