@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cnnlab.models.net import Layer, NetConfig, Plan
-from cnnlab.models.registry import Family, PaperFigures, register_model
+from cnnlab.models.registry import Family, PaperFigures, register_model, width_tag
 from cnnlab.ops.conv import SEPARABLE_MIDS, ConvNormAct, SeparableConv
 
 # Table 1: the 13 depthwise-separable layers after conv1 (3x3 s2, 32 channels).
@@ -83,17 +83,17 @@ def plan(cfg: MobileNetV1Config) -> Plan:
 FAMILY = Family("mobilenet_v1", MobileNetV1Config, plan)
 
 # Table 6 of Howard et al. 2017 (also quoted in ShuffleNet v2 Table 8).
-#   name suffix: (width, MACs M, params M, top-1 err %)
+#   width: (MACs M, params M, top-1 err %)
 _PAPER = {
-    "x0_25": (0.25, "41", "0.5", "49.4"),
-    "x0_5": (0.5, "149", "1.3", "36.3"),
-    "x0_75": (0.75, "325", "2.6", "31.6"),
-    "x1_0": (1.0, "569", "4.2", "29.4"),
+    0.25: ("41", "0.5", "49.4"),
+    0.5: ("149", "1.3", "36.3"),
+    0.75: ("325", "2.6", "31.6"),
+    1.0: ("569", "4.2", "29.4"),
 }
 
-for _tag, (_w, _macs, _params, _err) in _PAPER.items():
+for _w, (_macs, _params, _err) in _PAPER.items():
     register_model(
-        f"mobilenet_v1_{_tag}",
+        f"mobilenet_v1_{width_tag(_w)}",
         FAMILY,
         MobileNetV1Config(width=_w),
         paper=PaperFigures("Howard et al. 2017, Table 6", _macs, _params, _err),

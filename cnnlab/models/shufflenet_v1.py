@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from cnnlab.blocks.shufflenet_v1 import ShuffleV1Unit
 from cnnlab.models.net import Layer, NetConfig, Plan
-from cnnlab.models.registry import Family, PaperFigures, register_model
+from cnnlab.models.registry import Family, PaperFigures, register_model, width_tag
 from cnnlab.ops.conv import ConvNormAct
 from cnnlab.ops.pool import MaxPool
 
@@ -148,11 +148,6 @@ def config_for(groups: int, width: float, **kw) -> ShuffleNetV1Config:
     return ShuffleNetV1Config(groups=groups, stem=stem, stage_channels=stages, **kw)
 
 
-def _tag(width: float) -> str:
-    """The name suffix of a width, torchvision style: 0.25 -> "x0_25", 1.0 -> "x1_0"."""
-    return "x" + (f"{width:.2f}" if width * 100 % 10 else f"{width:.1f}").replace(".", "_")
-
-
 # Paper MACs ("MFLOPs", millions; 1x: Table 1, 0.5x/0.25x: Table 2) and Table 2's top-1 err.
 #   width: (MACs for g = 1, 2, 3, 4, 8), (top-1 err for g = 1, 2, 3, 4, 8)
 _TABLE2 = {
@@ -227,7 +222,10 @@ def _figures(g: int, width: float) -> PaperFigures | None:
 for _w in WIDTHS:
     for _g in GROUPS:
         register_model(
-            f"shufflenet_v1_g{_g}_{_tag(_w)}", FAMILY, config_for(_g, _w), paper=_figures(_g, _w)
+            f"shufflenet_v1_g{_g}_{width_tag(_w)}",
+            FAMILY,
+            config_for(_g, _w),
+            paper=_figures(_g, _w),
         )
 
 register_model(
