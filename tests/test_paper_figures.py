@@ -16,24 +16,14 @@ def test_printed_tolerance():
     assert matches_printed(145.81, "146")
 
 
+@pytest.mark.parametrize("figure", ["macs", "params"])
 @pytest.mark.parametrize("name", WITH_PAPER)
-def test_macs_match_paper_or_documented_exception(name):
-    entry = get_entry(name)
-    paper = entry.paper
-    macs = cnnlab.complexity(name).macs / 1e6
-    if paper.computed_macs is not None:
-        assert paper.note, f"{name}: a documented exception needs a note saying why"
-        assert rounds_to(macs, paper.computed_macs), (name, macs, paper.computed_macs)
-    elif paper.macs is not None:
-        assert matches_printed(macs, paper.macs), (name, macs, paper.macs)
-
-
-@pytest.mark.parametrize("name", WITH_PAPER)
-def test_params_match_paper_or_documented_exception(name):
+def test_figure_matches_paper_or_documented_exception(name, figure):
     paper = get_entry(name).paper
-    params = cnnlab.complexity(name).params / 1e6
-    if paper.computed_params is not None:
+    ours = getattr(cnnlab.complexity(name), figure) / 1e6
+    printed, computed = getattr(paper, figure), getattr(paper, f"computed_{figure}")
+    if computed is not None:
         assert paper.note, f"{name}: a documented exception needs a note saying why"
-        assert rounds_to(params, paper.computed_params), (name, params, paper.computed_params)
-    elif paper.params is not None:
-        assert matches_printed(params, paper.params), (name, params, paper.params)
+        assert rounds_to(ours, computed), (name, figure, ours, computed)
+    elif printed is not None:
+        assert matches_printed(ours, printed), (name, figure, ours, printed)
