@@ -1,0 +1,321 @@
+"""Measured latency: warm-up to a steady state, medians and interquartile ranges, and side-by-side
+comparisons in which the contenders are interleaved round by round on the same inputs.
+
+FLOPs are not speed (Ma et al. 2018, §2): every speed figure cnnlab prints comes from here.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import statistics
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+MODES = ("inference", "train")
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    """What a measurement ran under; printed beside every figure."""
+
+    input_size: tuple[int, int, int]
+    batch_size: int
+    device: str
+    threads: int
+    channels_last: bool
+    dtype: str
+    mode: str
+    backend: str = "as given"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Latency:
+    """One model's measured latency: median and quartiles of per-call times (ms)."""
+
+    median_ms: float
+    q1_ms: float
+    q3_ms: float
+    throughput: float  # images per second at the median
+    samples: int
+    warmup_runs: int
+    settings: LatencySettings
+
+    @property
+    def iqr_ms(self) -> float:
+        return self.q3_ms - self.q1_ms
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["iqr_ms"] = self.iqr_ms
+        return d
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One contender of a side-by-side comparison: its latency and its ratio to the first."""
+
+    name: str
+    latency: Latency
+    ratio: float  # median of the per-round ratios of this contender's time to the first's
+    ratio_low: float  # distribution-free confidence interval of that median
+    ratio_high: float
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """A usable torch device, or a ValueError that says why not."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"unknown device {device!r} ({e}); use 'cpu' or 'cuda'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available here; use 'cpu'")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r} is not supported; use 'cpu' or 'cuda'")
+    return dev
+
+
+def check_settings(input_size, batch_size: int, threads: int | None, mode: str) -> tuple:
+    """Validate the common measurement arguments; returns input_size as a tuple of ints."""
+    size = tuple(int(v) for v in input_size)
+    if len(size) != 3 or min(size) < 1:
+        raise ValueError(
+            f"input_size must be (channels, height, width), all >= 1; got {input_size}"
+        )
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    return size
+
+
+@contextmanager
+def num_threads(threads: int | None) -> Iterator[int]:
+    """Set torch's intra-op thread count for the block and restore it afterwards."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+class Runner:
+    """One model prepared for timing: placed, formatted, fed the same input, one step callable."""
+
+    def __init__(self, model: nn.Module, x: torch.Tensor, mode: str, device: torch.device) -> None:
+        self.device = device
+        self.x = x
+        if mode == "train":
+            self.model = copy.deepcopy(model).train()  # the caller's weights stay untouched
+            opt = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9)
+
+            def step() -> None:
+                opt.zero_grad(set_to_none=True)
+                self.model(self.x).float().sum().backward()
+                opt.step()
+
+        else:
+            self.model = model.eval() if isinstance(model, nn.Module) else model
+
+            def step() -> None:
+                with torch.inference_mode():
+                    self.model(self.x)
+
+        self.step: Callable[[], None] = step
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def time(self, calls: int = 1) -> float:
+        """Milliseconds per call, averaged over ``calls`` back-to-back calls."""
+        self._sync()
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            self.step()
+        self._sync()
+        return (time.perf_counter() - t0) * 1e3 / calls
+
+    def warm_up(
+        self, *, tolerance: float = 0.05, window: int = 5, max_seconds: float = 20.0
+    ) -> int:
+        """Run until the medians of two consecutive windows agree within ``tolerance``.
+
+        oneDNN and cuDNN choose kernels during the first calls, so a fixed handful of warm-up
+        iterations is not enough; returns how many calls the warm-up took.
+        """
+        start = time.perf_counter()
+        previous, runs = None, 0
+        while True:
+            current = statistics.median(self.time() for _ in range(window))
+            runs += window
+            steady = previous is not None and abs(current - previous) <= tolerance * previous
+            if steady or time.perf_counter() - start > max_seconds:
+                return runs
+            previous = current
+
+
+def _calls_per_sample(ms_per_call: float, target_ms: float = 1.0) -> int:
+    """Calls to average per sample, so that a sample lasts at least ``target_ms``."""
+    return max(1, math.ceil(target_ms / max(ms_per_call, 1e-6)))
+
+
+def _quartiles(times: list[float]) -> tuple[float, float, float]:
+    if len(times) < 2:
+        return times[0], times[0], times[0]
+    q1, q2, q3 = statistics.quantiles(times, n=4, method="inclusive")
+    return q1, q2, q3
+
+
+def _result(times: list[float], warmup: int, settings: LatencySettings) -> Latency:
+    q1, med, q3 = _quartiles(times)
+    return Latency(med, q1, q3, settings.batch_size * 1e3 / med, len(times), warmup, settings)
+
+
+def _prepare(
+    model, input_size, batch_size, device, threads, channels_last, dtype, mode
+) -> tuple[nn.Module, torch.Tensor, torch.device, LatencySettings]:
+    from cnnlab.models import create_model
+
+    size = check_settings(input_size, batch_size, threads, mode)
+    dev = check_device(device)
+    if isinstance(model, str):
+        model = create_model(model)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    if isinstance(model, nn.Module) and (
+        dev.type != "cpu" or dtype != torch.float32 or channels_last
+    ):
+        model = copy.deepcopy(model).to(device=dev, dtype=dtype, memory_format=fmt)
+    x = torch.randn(batch_size, *size, device=dev, dtype=dtype).contiguous(memory_format=fmt)
+    settings = LatencySettings(
+        size,
+        batch_size,
+        str(dev),
+        threads or torch.get_num_threads(),
+        channels_last,
+        str(dtype).removeprefix("torch."),
+        mode,
+    )
+    return model, x, dev, settings
+
+
+def measure_latency(
+    model: nn.Module | str,
+    *,
+    input_size: tuple[int, int, int] = (3, 224, 224),
+    batch_size: int = 1,
+    device: str = "cpu",
+    threads: int | None = None,
+    channels_last: bool = False,
+    dtype: torch.dtype = torch.float32,
+    mode: str = "inference",
+    min_samples: int = 30,
+    min_seconds: float = 1.0,
+    max_seconds: float = 30.0,
+) -> Latency:
+    """Median latency of one model after warm-up, with its interquartile range.
+
+    Samples are collected until there are ``min_samples`` of them and ``min_seconds`` have passed
+    (or ``max_seconds`` is reached). A sample averages enough back-to-back calls to last 1 ms, so
+    timer overhead stays negligible on tiny models. ``mode="train"`` times forward + backward +
+    SGD step on a copy of the model. ``threads`` is set for the measurement and restored.
+    """
+    model, x, dev, settings = _prepare(
+        model, input_size, batch_size, device, threads, channels_last, dtype, mode
+    )
+    with num_threads(threads):
+        runner = Runner(model, x, mode, dev)
+        warmup = runner.warm_up()
+        calls = _calls_per_sample(runner.time())
+        times: list[float] = []
+        start = time.perf_counter()
+        while True:
+            times.append(runner.time(calls))
+            elapsed = time.perf_counter() - start
+            enough = len(times) >= min_samples and elapsed >= min_seconds
+            if enough or elapsed >= max_seconds:
+                break
+    return _result(times, warmup, settings)
+
+
+def median_ci(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Distribution-free confidence interval of the median (binomial order statistics)."""
+    v = sorted(values)
+    n = len(v)
+    if n < 6:
+        return v[0], v[-1]
+    # largest k with P(Binomial(n, 1/2) < k) <= (1 - confidence) / 2
+    alpha, cdf, k = (1 - confidence) / 2, 0.0, 0
+    while True:
+        p = math.comb(n, k) / 2**n
+        if cdf + p > alpha:
+            break
+        cdf += p
+        k += 1
+    return v[max(k - 1, 0)], v[min(n - k, n - 1)]
+
+
+def compare_latency(
+    models: Mapping[str, nn.Module | str],
+    *,
+    input_size: tuple[int, int, int] = (3, 224, 224),
+    batch_size: int = 1,
+    device: str = "cpu",
+    threads: int | None = None,
+    channels_last: bool = False,
+    dtype: torch.dtype = torch.float32,
+    mode: str = "inference",
+    rounds: int = 30,
+    min_seconds: float = 2.0,
+    max_seconds: float = 120.0,
+) -> list[Contender]:
+    """Time several models side by side: round by round, in rotating order, on the same input.
+
+    Each round times every contender once (one sample of back-to-back calls); the ratio of a
+    contender to the first is the median of the per-round ratios, so slow drifts of a shared,
+    noisy machine cancel out. Returns the contenders in the given order.
+    """
+    if len(models) < 1:
+        raise ValueError("compare_latency needs at least one model")
+    if rounds < 3:
+        raise ValueError(f"rounds must be >= 3, got {rounds}")
+    prepared = {
+        name: _prepare(m, input_size, batch_size, device, threads, channels_last, dtype, mode)
+        for name, m in models.items()
+    }
+    names = list(prepared)
+    x = prepared[names[0]][1]  # every contender gets the very same input tensor
+    with num_threads(threads):
+        runners = {n: Runner(p[0], x, mode, p[2]) for n, p in prepared.items()}
+        warmups = {n: r.warm_up() for n, r in runners.items()}
+        calls = {n: _calls_per_sample(r.time()) for n, r in runners.items()}
+        times: dict[str, list[float]] = {n: [] for n in names}
+        start, r = time.perf_counter(), 0
+        while True:
+            order = names[r % len(names) :] + names[: r % len(names)]
+            for n in order:
+                times[n].append(runners[n].time(calls[n]))
+            r += 1
+            elapsed = time.perf_counter() - start
+            if (r >= rounds and elapsed >= min_seconds) or elapsed >= max_seconds:
+                break
+    first = times[names[0]]
+    out = []
+    for n in names:
+        ratios = [t / f for t, f in zip(times[n], first)]
+        low, high = median_ci(ratios)
+        lat = _result(times[n], warmups[n], prepared[n][3])
+        out.append(Contender(n, lat, statistics.median(ratios), low, high))
+    return out

@@ -1,0 +1,50 @@
+"""The typer app and what every command shares: options, input-size parsing, usage errors."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="cnnlab: CNN architectures with exact complexity. FLOPs are not speed.",
+)
+
+
+def console() -> Console:
+    """A console as wide as the terminal; wide enough for whole tables when output is piped."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
+InputSize = Annotated[
+    Optional[str],  # noqa: UP045  (typer reads the annotation at run time on Python 3.10)
+    typer.Option("--input-size", help="CxHxW (e.g. 3x224x224) or one side S for (3, S, S)"),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+
+class UsageError(Exception):
+    """Bad input from the command line: reported in one line, exit status 2."""
+
+
+def parse_input_size(text: str | None) -> tuple[int, int, int] | None:
+    """Parse "3x224x224" or "224"; None keeps each model's registered input size."""
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values = [3, values[0], values[0]]
+    if len(values) != 3 or min(values) < 1:
+        raise UsageError(
+            f"--input-size must be CxHxW like 3x224x224 or one side like 224, got {text!r}"
+        )
+    return (values[0], values[1], values[2])
