@@ -185,18 +185,35 @@ def _result(times: list[float], warmup: int, settings: LatencySettings) -> Laten
 
 
 def _prepare(
-    model, input_size, batch_size, device, threads, channels_last, dtype, mode
+    model, input_size, batch_size, device, threads, channels_last, dtype, mode, backend=None
 ) -> tuple[nn.Module, torch.Tensor, torch.device, LatencySettings]:
+    from cnnlab.analysis.deploy import deploy
     from cnnlab.models import create_model
 
     size = check_settings(input_size, batch_size, threads, mode)
     dev = check_device(device)
     if isinstance(model, str):
         model = create_model(model)
+    label = "as given"
+    if backend is not None:
+        if mode != "inference" or dtype != torch.float32 or channels_last:
+            raise ValueError(
+                "backend= deploys an fp32 inference module that chooses its own layout; "
+                "use it with mode='inference', dtype=torch.float32 and channels_last=False"
+            )
+        model = deploy(
+            model,
+            input_size=size,
+            batch_size=batch_size,
+            backend=backend,
+            device=device,
+            threads=threads,
+        )
+        chosen = model.deploy_report.backend
+        label = chosen if backend == chosen else f"{backend} -> {chosen}"
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    if isinstance(model, nn.Module) and (
-        dev.type != "cpu" or dtype != torch.float32 or channels_last
-    ):
+    needs_copy = dev.type != "cpu" or dtype != torch.float32 or channels_last
+    if backend is None and isinstance(model, nn.Module) and needs_copy:
         model = copy.deepcopy(model).to(device=dev, dtype=dtype, memory_format=fmt)
     x = torch.randn(batch_size, *size, device=dev, dtype=dtype).contiguous(memory_format=fmt)
     settings = LatencySettings(
@@ -207,6 +224,7 @@ def _prepare(
         channels_last,
         str(dtype).removeprefix("torch."),
         mode,
+        label,
     )
     return model, x, dev, settings
 
@@ -221,6 +239,7 @@ def measure_latency(
     channels_last: bool = False,
     dtype: torch.dtype = torch.float32,
     mode: str = "inference",
+    backend: str | None = None,
     min_samples: int = 30,
     min_seconds: float = 1.0,
     max_seconds: float = 30.0,
@@ -231,9 +250,11 @@ def measure_latency(
     (or ``max_seconds`` is reached). A sample averages enough back-to-back calls to last 1 ms, so
     timer overhead stays negligible on tiny models. ``mode="train"`` times forward + backward +
     SGD step on a copy of the model. ``threads`` is set for the measurement and restored.
+    ``backend`` ("eager", "compile", "onnxruntime", "auto") measures ``cnnlab.deploy(model)``
+    instead of the model as given.
     """
     model, x, dev, settings = _prepare(
-        model, input_size, batch_size, device, threads, channels_last, dtype, mode
+        model, input_size, batch_size, device, threads, channels_last, dtype, mode, backend
     )
     with num_threads(threads):
         runner = Runner(model, x, mode, dev)
@@ -277,6 +298,7 @@ def compare_latency(
     channels_last: bool = False,
     dtype: torch.dtype = torch.float32,
     mode: str = "inference",
+    backend: str | None = None,
     rounds: int = 30,
     min_seconds: float = 2.0,
     max_seconds: float = 120.0,
@@ -292,7 +314,9 @@ def compare_latency(
     if rounds < 3:
         raise ValueError(f"rounds must be >= 3, got {rounds}")
     prepared = {
-        name: _prepare(m, input_size, batch_size, device, threads, channels_last, dtype, mode)
+        name: _prepare(
+            m, input_size, batch_size, device, threads, channels_last, dtype, mode, backend
+        )
         for name, m in models.items()
     }
     names = list(prepared)

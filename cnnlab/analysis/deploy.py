@@ -1,0 +1,223 @@
+"""``deploy``: an inference module with batch norm folded and the fastest measured runtime.
+
+Backends: "eager" (BN folded into the preceding conv, channels_last where it measures faster),
+"compile" (``torch.compile`` of the folded model with inductor freezing the weights), and
+"onnxruntime" (exported to ONNX, run by ONNX Runtime: the ``onnx`` extra). "auto" measures the
+available candidates side by side for this device, batch size and input size and keeps the
+fastest. The ranking of two designs can change with the runtime (Ma et al. 2018 measured an
+in-house library with tensor fusion), so every speed table states the backend it ran on.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from cnnlab.analysis.latency import check_device, check_settings, compare_latency, num_threads
+
+BACKENDS = ("eager", "compile", "onnxruntime", "auto")
+TOLERANCE = 1e-4  # outputs of every backend equal the original's within this (max abs diff)
+
+
+def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A conv computing conv then eval-mode BN: w' = w*g/s, b' = (b - mu)*g/s + beta, s = sqrt(var+eps)."""
+    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+    fused = copy.deepcopy(conv)
+    fused.weight = nn.Parameter(conv.weight.detach() * scale.reshape(-1, 1, 1, 1))
+    bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    fused.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias.detach())
+    return fused
+
+
+def fold_batch_norms(model: nn.Module) -> tuple[nn.Module, int, int]:
+    """A copy of ``model`` (eval) with every BN that directly follows a conv in a Sequential folded.
+
+    Returns (folded model, BNs folded, BNs left). A BN that does not follow a conv stays.
+    """
+    model = copy.deepcopy(model).eval()
+    folded = 0
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        names = list(seq._modules)
+        for a, b in zip(names, names[1:]):
+            conv, bn = seq._modules[a], seq._modules[b]
+            if (
+                isinstance(conv, nn.Conv2d)
+                and type(bn) is nn.BatchNorm2d
+                and bn.track_running_stats
+            ):
+                seq._modules[a] = fold_conv_bn(conv, bn)
+                seq._modules[b] = nn.Identity()
+                folded += 1
+    left = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    return model, folded, left
+
+
+class ChannelsLast(nn.Module):
+    """Runs a channels_last model on inputs in any layout (converted on entry)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model.to(memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.contiguous(memory_format=torch.channels_last))
+
+
+class OnnxRuntimeModule(nn.Module):
+    """A model exported to ONNX and executed by ONNX Runtime, called like a torch module."""
+
+    def __init__(self, model: nn.Module, example: torch.Tensor, threads: int) -> None:
+        super().__init__()
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ValueError(
+                "backend 'onnxruntime' needs ONNX Runtime: pip install 'cnnlab[onnx]'"
+            ) from None
+        buf = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model, (example,), buf, input_names=["x"], output_names=["y"], dynamo=False
+            )
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(
+            buf.getvalue(), opts, providers=["CPUExecutionProvider"]
+        )
+        self.shape = tuple(example.shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape) != self.shape:
+            raise ValueError(
+                f"this ONNX Runtime module was exported for input shape {self.shape}, got "
+                f"{tuple(x.shape)}; deploy again with that batch_size and input_size"
+            )
+        (y,) = self.session.run(["y"], {"x": x.detach().contiguous().cpu().numpy()})
+        return torch.from_numpy(y)
+
+
+@dataclass
+class DeployReport:
+    """What ``deploy`` did: the backend, why, BN folding and the measured candidates."""
+
+    backend: str
+    reason: str
+    bn_folded: int
+    bn_left: int
+    channels_last: bool
+    max_abs_diff: float
+    candidates: dict[str, float] = field(default_factory=dict)  # name -> median ms
+
+
+def _max_abs_diff(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
+    with torch.inference_mode():
+        return (a(x).float() - b(x).float()).abs().max().item()
+
+
+def _compile(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True  # constant-fold the weights into the compiled graph
+    compiled = torch.compile(model, dynamic=False)
+    with torch.inference_mode():
+        compiled(x)  # compile now, not on the user's first call
+    return compiled
+
+
+def _eager_layout(model: nn.Module, x: torch.Tensor, threads: int | None) -> tuple[nn.Module, bool]:
+    """The folded model in whichever memory layout measures faster here."""
+    cl = ChannelsLast(copy.deepcopy(model))
+    res = compare_latency(
+        {"nchw": model, "nhwc": cl}, threads=threads, **_shape(x), rounds=10, min_seconds=0.5
+    )
+    return (cl, True) if res[1].ratio < 1.0 else (model, False)
+
+
+def _shape(x: torch.Tensor) -> dict:
+    return {"input_size": tuple(x.shape[1:]), "batch_size": x.shape[0]}
+
+
+def _candidate(name: str, folded: nn.Module, x: torch.Tensor, threads: int | None, cl: bool):
+    if name == "compile":
+        return _compile(ChannelsLast(copy.deepcopy(folded)) if cl else folded, x)
+    with num_threads(threads) as n:
+        return OnnxRuntimeModule(folded, x, n)
+
+
+def _available(name: str, dev: torch.device) -> bool:
+    """Whether "auto" should try ``name`` here: ONNX Runtime only on the CPU, when installed."""
+    if name != "onnxruntime":
+        return True
+    if dev.type != "cpu":
+        return False
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def deploy(
+    model: nn.Module | str,
+    *,
+    input_size: tuple[int, int, int] = (3, 224, 224),
+    batch_size: int = 1,
+    backend: str = "auto",
+    device: str = "cpu",
+    threads: int | None = None,
+    candidates: tuple[str, ...] = ("eager", "compile", "onnxruntime"),
+) -> nn.Module:
+    """An inference module equal to ``model`` (within 1e-4) on the fastest runtime measured here.
+
+    The returned module carries ``deploy_report`` (a :class:`DeployReport`): the backend chosen
+    and why, how many BNs were folded, and the median latency of each candidate measured.
+    ``candidates`` limits what "auto" tries (``torch.compile`` takes tens of seconds per model).
+    """
+    from cnnlab.models import create_model
+
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    unknown = set(candidates) - set(BACKENDS[:-1])
+    if unknown or "eager" not in candidates:
+        raise ValueError(
+            f"candidates must include 'eager' and come from {BACKENDS[:-1]}, got {candidates}"
+        )
+    size = check_settings(input_size, batch_size, threads, "inference")
+    dev = check_device(device)
+    if dev.type != "cpu" and backend == "onnxruntime":
+        raise ValueError("backend 'onnxruntime' runs on the CPU here; use device='cpu'")
+    if isinstance(model, str):
+        model = create_model(model)
+    model = copy.deepcopy(model).to(dev).eval()
+    x = torch.randn(batch_size, *size, device=dev)
+    folded, n_folded, n_left = fold_batch_norms(model)
+    eager, cl = _eager_layout(folded, x, threads)
+    modules = {"eager": eager}
+    for name in ("compile", "onnxruntime"):
+        if backend == name or (backend == "auto" and name in candidates and _available(name, dev)):
+            modules[name] = _candidate(name, folded, x, threads, cl)
+    medians: dict[str, float] = {}
+    if backend == "auto":
+        res = compare_latency(modules, threads=threads, **_shape(x), rounds=15, min_seconds=1.0)
+        medians = {c.name: c.latency.median_ms for c in res}
+        chosen = min(medians, key=medians.get)
+        others = ", ".join(f"{n} {ms:.2f} ms" for n, ms in medians.items())
+        reason = f"fastest measured at batch {batch_size}, input {size}: {others}"
+    else:
+        chosen, reason = backend, "requested"
+    out = modules[chosen]
+    diff = _max_abs_diff(model, out, x)
+    if diff > TOLERANCE:
+        raise RuntimeError(
+            f"deploy backend {chosen!r} changed the outputs by {diff:.2e} > {TOLERANCE}"
+        )
+    out.deploy_report = DeployReport(chosen, reason, n_folded, n_left, cl, diff, medians)
+    return out
