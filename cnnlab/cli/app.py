@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -22,7 +22,7 @@ def console() -> Console:
 
 
 InputSize = Annotated[
-    Optional[str],  # noqa: UP045  (typer reads the annotation at run time on Python 3.10)
+    str | None,
     typer.Option("--input-size", help="CxHxW (e.g. 3x224x224) or one side S for (3, S, S)"),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]

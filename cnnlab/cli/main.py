@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import sys
 
-from cnnlab.cli import zoo  # noqa: F401  (registers its commands)
+import cnnlab.cli.guidelines  # noqa: F401  (registers guidelines and lint)
+import cnnlab.cli.speed  # noqa: F401  (registers breakdown and roofline)
+from cnnlab.cli import bench, zoo  # noqa: F401  (register their commands)
 from cnnlab.cli.app import UsageError, app, parse_input_size
 
 __all__ = ["app", "main", "parse_input_size"]

@@ -1,0 +1,252 @@
+"""``cnnlab bench``: the survey's speed comparison at matched MACs, measured on this machine.
+
+Ma et al. 2018 (Table 8, Fig. 1) compare ShuffleNet v2 against MobileNet v1/v2, ShuffleNet v1 and
+Xception at four complexity levels (40 / 140 / 300 / 500-600 M MACs) and show that models of equal
+MACs run at very different speeds. This runs that comparison here: within each level the models
+and their deployed versions are timed side by side (interleaved, same input) at each batch size.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from cnnlab.analysis.complexity import complexity
+from cnnlab.analysis.deploy import deploy
+from cnnlab.analysis.latency import check_settings, compare_latency
+from cnnlab.models import create_model, get_entry
+
+# The survey's comparison (ShuffleNet v2 Table 8) at matched MACs: (model, input side or None).
+# MobileNet v2 0.75 runs at 192 as the paper's "0.75 MobileNet v2 (**)" row does (154 M here);
+# Chollet's Xception (8.4 G at 299) runs at 80x80, where its MACs match the 600 M level.
+SURVEY_LEVELS: dict[str, list[tuple[str, int | None]]] = {
+    "40M": [
+        ("shufflenet_v2_x0_5", None),
+        ("mobilenet_v1_x0_25", None),
+        ("mobilenet_v2_x0_35", None),
+        ("shufflenet_v1_g3_x0_5", None),
+    ],
+    "140M": [
+        ("shufflenet_v2_x1_0", None),
+        ("mobilenet_v1_x0_5", None),
+        ("mobilenet_v2_x0_75", 192),
+        ("shufflenet_v1_g3_x1_0", None),
+    ],
+    "300M": [
+        ("shufflenet_v2_x1_5", None),
+        ("mobilenet_v1_x0_75", None),
+        ("mobilenet_v2_x1_0", None),
+        ("shufflenet_v1_g3_x1_5", None),
+    ],
+    "600M": [
+        ("shufflenet_v2_x2_0", None),
+        ("shufflenet_v2_x2_0_se", None),
+        ("mobilenet_v1_x1_0", None),
+        ("mobilenet_v2_x1_4", None),
+        ("shufflenet_v1_g3_x2_0", None),
+        ("xception", 80),
+    ],
+}
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One model at one batch size: its counts and its measured speed, eager and deployed."""
+
+    level: str
+    model: str
+    input_size: tuple[int, int, int]
+    batch_size: int
+    params: int
+    macs: int
+    memory_access: int
+    latency_ms: float
+    iqr_ms: float
+    throughput: float
+    deployed_ms: float
+    deploy_backend: str
+    deploy_speedup: float  # eager latency / deployed latency
+    threads: int
+
+
+def _input_size(name: str, side: int | None) -> tuple[int, int, int]:
+    c, h, w = get_entry(name).input_size
+    return (c, side, side) if side else (c, h, w)
+
+
+def bench_levels(
+    models: Sequence[str] | None, side: int | None = None
+) -> dict[str, list[tuple[str, int | None]]]:
+    """The survey's levels, or one level "custom" holding the given model names.
+
+    ``side`` replaces every model's input height and width (e.g. for a quick run).
+    """
+    if not models:
+        levels = SURVEY_LEVELS
+    else:
+        for name in models:
+            get_entry(name)  # an unknown name fails here, naming the closest ones
+        levels = {"custom": [(n, None) for n in models]}
+    if side is None:
+        return levels
+    return {lv: [(n, side) for n, _ in entries] for lv, entries in levels.items()}
+
+
+def run_bench(
+    models: Sequence[str] | None = None,
+    *,
+    batch_sizes: Sequence[int] = (1, 8),
+    device: str = "cpu",
+    threads: int | None = None,
+    backend: str = "onnxruntime",
+    rounds: int = 10,
+    min_seconds: float = 1.0,
+    side: int | None = None,
+    progress: Callable[[int, str], None] | None = None,
+) -> list[BenchRow]:
+    """Measure every model of every level at every batch size, eager and deployed side by side.
+
+    ``progress(done, what)`` is called before each (level, batch size) step.
+
+    All models of a level share one interleaved comparison per batch size and input size, so
+    their ratios are measured under the same machine conditions.
+    """
+    for b in batch_sizes:
+        check_settings((3, 1, 1), b, threads, "inference")
+    steps = [(lv, e, b) for lv, e in bench_levels(models, side).items() for b in batch_sizes]
+    rows: list[BenchRow] = []
+    for done, (level, entries, batch) in enumerate(steps):
+        if progress:
+            progress(done, f"{level} at batch {batch}")
+        rows += _bench_group(level, entries, batch, device, threads, backend, rounds, min_seconds)
+    return rows
+
+
+def _bench_group(level, entries, batch, device, threads, backend, rounds, min_seconds):
+    # contenders that share an input size are compared in one interleaved run
+    by_size: dict[tuple, list[str]] = {}
+    for name, side in entries:
+        by_size.setdefault(_input_size(name, side), []).append(name)
+    rows = []
+    for size, names in by_size.items():
+        contenders = {}
+        for name in names:
+            model = create_model(name)
+            contenders[name] = model
+            contenders[name + "+deploy"] = deploy(
+                model,
+                input_size=size,
+                batch_size=batch,
+                backend=backend,
+                device=device,
+                threads=threads,
+            )
+        res = {
+            c.name: c
+            for c in compare_latency(
+                contenders,
+                input_size=size,
+                batch_size=batch,
+                device=device,
+                threads=threads,
+                rounds=rounds,
+                min_seconds=min_seconds,
+            )
+        }
+        for name in names:
+            eager, dep = res[name].latency, res[name + "+deploy"].latency
+            cx = complexity(name, size)
+            rows.append(
+                BenchRow(
+                    level,
+                    name,
+                    size,
+                    batch,
+                    cx.params,
+                    cx.macs,
+                    cx.memory_access,
+                    eager.median_ms,
+                    eager.iqr_ms,
+                    eager.throughput,
+                    dep.median_ms,
+                    contenders[name + "+deploy"].deploy_report.backend,
+                    eager.median_ms / dep.median_ms,
+                    eager.settings.threads,
+                )
+            )
+    return rows
+
+
+def _atomic_write(path: Path, write: Callable) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_bench(rows: list[BenchRow], out_dir: Path) -> dict[str, Path]:
+    """Write bench.csv, bench.json and bench.png (latency against MACs) into ``out_dir``."""
+    out_dir = Path(out_dir)
+    records = [asdict(r) for r in rows]
+    paths = {
+        "csv": out_dir / "bench.csv",
+        "json": out_dir / "bench.json",
+        "png": out_dir / "bench.png",
+    }
+
+    def write_csv(f):
+        w = csv.DictWriter(f, fieldnames=list(records[0]))
+        w.writeheader()
+        w.writerows(records)
+
+    _atomic_write(paths["csv"], write_csv)
+    _atomic_write(paths["json"], lambda f: json.dump(records, f, indent=2))
+    plot_bench(rows, paths["png"])
+    return paths
+
+
+def plot_bench(rows: list[BenchRow], path: Path) -> None:
+    """Latency against MACs, one panel per batch size: equal MACs, unequal speed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    batches = sorted({r.batch_size for r in rows})
+    fig, axes = plt.subplots(1, len(batches), figsize=(6.5 * len(batches), 5), squeeze=False)
+    families = sorted({r.model.rsplit("_x", 1)[0] for r in rows})
+    colors = dict(zip(families, plt.cm.tab10.colors))
+    for ax, batch in zip(axes[0], batches):
+        for r in (r for r in rows if r.batch_size == batch):
+            family = r.model.rsplit("_x", 1)[0]
+            ax.scatter(r.macs / 1e6, r.latency_ms, color=colors[family], label=family)
+            ax.scatter(r.macs / 1e6, r.deployed_ms, color=colors[family], marker="x")
+            ax.annotate(
+                r.model.replace("shufflenet", "sn").replace("mobilenet", "mn"),
+                (r.macs / 1e6, r.latency_ms),
+                fontsize=6,
+            )
+        handles, labels = ax.get_legend_handles_labels()
+        unique = dict(zip(labels, handles))
+        ax.legend(unique.values(), unique.keys(), fontsize=7)
+        threads = rows[0].threads
+        ax.set_title(f"batch {batch}, {threads} threads (o eager, x {rows[0].deploy_backend})")
+        ax.set_xlabel("MACs (M)")
+        ax.set_ylabel("latency (ms, median)")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -1,0 +1,91 @@
+"""cnnlab bench on tiny inputs: rows, counts, files and errors (no timing assertions)."""
+
+import csv
+import json
+
+import pytest
+
+import cnnlab
+from cnnlab.analysis.bench import SURVEY_LEVELS, bench_levels, run_bench, write_bench
+from cnnlab.cli.main import main
+
+MODELS = ["shufflenet_v2_x0_5", "mobilenet_v2_x0_35"]
+QUICK = dict(rounds=3, min_seconds=0.0, side=32, threads=1)
+
+
+def test_survey_levels_are_matched_in_macs():
+    # within a level the models' MACs agree to within a factor of 1.6 (the paper's Table 8 groups)
+    for level, entries in SURVEY_LEVELS.items():
+        macs = []
+        for name, side in entries:
+            c, h, w = cnnlab.models.get_entry(name).input_size
+            size = (c, side, side) if side else (c, h, w)
+            macs.append(cnnlab.complexity(name, size).macs)
+        assert max(macs) / min(macs) < 1.6, (level, macs)
+
+
+def test_run_bench_rows_and_counts():
+    rows = run_bench(MODELS, batch_sizes=(1, 2), backend="eager", **QUICK)
+    assert [(r.model, r.batch_size) for r in rows] == [(m, b) for b in (1, 2) for m in MODELS]
+    for r in rows:
+        c = cnnlab.complexity(r.model, (3, 32, 32))
+        assert (r.params, r.macs, r.memory_access) == (c.params, c.macs, c.memory_access)
+        assert r.input_size == (3, 32, 32)
+        assert r.deploy_speedup == pytest.approx(r.latency_ms / r.deployed_ms)
+        assert r.throughput == pytest.approx(r.batch_size * 1000 / r.latency_ms)
+        assert r.deploy_backend == "eager" and r.threads == 1
+
+
+def test_write_bench_files(tmp_path):
+    rows = run_bench(MODELS[:1], batch_sizes=(1,), backend="eager", **QUICK)
+    paths = write_bench(rows, tmp_path)
+    with open(paths["csv"]) as f:
+        records = list(csv.DictReader(f))
+    assert records[0]["model"] == "shufflenet_v2_x0_5"
+    assert json.loads(paths["json"].read_text())[0]["macs"] == rows[0].macs
+    assert paths["png"].read_bytes()[:4] == b"\x89PNG"
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_bench_levels_custom_and_side():
+    assert bench_levels(["xception"], 96) == {"custom": [("xception", 96)]}
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        bench_levels(["nope"])
+
+
+def test_cli_bench_json(tmp_path, capsys):
+    args = ["bench", "shufflenet_v2_x0_5", "--batch-sizes", "1", "--rounds", "3"]
+    code = main(
+        args
+        + [
+            "--input-size",
+            "32",
+            "--backend",
+            "eager",
+            "--threads",
+            "1",
+            "--out",
+            str(tmp_path),
+            "--json",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert json.loads(out)[0]["model"] == "shufflenet_v2_x0_5"
+    assert (tmp_path / "bench.png").exists()
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--batch-sizes", "0"], "--batch-sizes must be positive integers"),
+        (["--backend", "tvm"], "--backend must be one of"),
+        (["--threads", "0"], "threads must be >= 1"),
+        (["--device", "cuda"], "cuda"),
+        (["nope"], "unknown model 'nope'"),
+    ],
+)
+def test_cli_bench_bad_input(capsys, args, message, tmp_path):
+    code = main(["bench", "--out", str(tmp_path), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
