@@ -199,8 +199,10 @@ def deploy(
     model = copy.deepcopy(model).to(dev).eval()
     x = torch.randn(batch_size, *size, device=dev)
     folded, n_folded, n_left = fold_batch_norms(model)
-    eager, cl = _eager_layout(folded, x, threads)
-    modules = {"eager": eager}
+    modules: dict[str, nn.Module] = {}
+    cl = False
+    if backend in ("eager", "compile", "auto"):  # the layout is measured only where it is used
+        modules["eager"], cl = _eager_layout(folded, x, threads)
     for name in ("compile", "onnxruntime"):
         if backend == name or (backend == "auto" and name in candidates and _available(name, dev)):
             modules[name] = _candidate(name, folded, x, threads, cl)
