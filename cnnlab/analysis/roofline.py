@@ -22,6 +22,7 @@ Conventions (stated once, used everywhere):
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import asdict, dataclass
@@ -253,9 +254,15 @@ def roofline(
     return Roofline(name, tuple(rows), total, peak, whole.settings, how)
 
 
+def _two_and_five(v: float, _pos=None) -> str:
+    """Minor tick labels of a log axis at 2x and 5x each decade only."""
+    return f"{v:g}" if v > 0 and round(v / 10 ** math.floor(math.log10(v))) in (2, 5) else ""
+
+
 def plot_roofline(r: Roofline, path: str | os.PathLike):
     """Log-log roofline: the roof, each layer as a dot, the whole model as a star."""
     from matplotlib.figure import Figure  # no pyplot: no global state, renders with Agg
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     from cnnlab.analysis.breakdown import save_figure
 
@@ -279,12 +286,21 @@ def plot_roofline(r: Roofline, path: str | os.PathLike):
                 continue  # repeated units of a stage crowd the plot: the colour shows their depth
             ax.annotate(row.name, (row.intensity, row.achieved_gflops), fontsize=6,
                         xytext=(3, 3), textcoords="offset points", color="0.3")  # fmt: skip
-        fig.colorbar(sc, ax=ax, label="layer index", pad=0.01)
+        bar = fig.colorbar(sc, ax=ax, label="layer index", pad=0.01)
+        bar.locator = MaxNLocator(integer=True)
+        bar.update_ticks()
     if r.total.intensity > 0:
         ax.scatter([r.total.intensity], [r.total.achieved_gflops], marker="*", s=260,
                    c="#c00000", edgecolors="k", zorder=4, label=f"{r.model} (whole model)")  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(FuncFormatter(_two_and_five))
+    unplaced = [row.name for row in r.rows if row not in placed]
+    if unplaced:
+        ax.text(0.01, 0.01, f"not placed (no MACs): {', '.join(unplaced)}", fontsize=7,
+                transform=ax.transAxes, color="0.4")  # fmt: skip
     ax.set_xlabel("arithmetic intensity (FLOP/byte; FLOPs = 2 MACs, 4 bytes per element)")
     ax.set_ylabel("GFLOP/s")
     s = r.settings

@@ -212,3 +212,9 @@ def _print_roofline(r: rl.Roofline) -> None:
         "FLOPs = 2 x MACs; bytes = 4 x memory access elements (ShuffleNet v2 MAC, fp32); "
         "bound = min(peak, bandwidth x FLOP/byte)."
     )
+    above = [row.name for row in r.rows if row.fraction is not None and row.fraction > 1]
+    if above:
+        console().print(
+            f"above 100% of the bound: {', '.join(above)}; probably served from cache (a layer "
+            "timed alone keeps its data cached), which the main-memory roof does not limit."
+        )
