@@ -12,7 +12,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
@@ -48,6 +48,7 @@ class Latency:
     samples: int
     warmup_runs: int
     settings: LatencySettings
+    times_ms: tuple[float, ...] = field(default=(), repr=False)  # every sample, in order
 
     @property
     def iqr_ms(self) -> float:
@@ -181,7 +182,8 @@ def _quartiles(times: list[float]) -> tuple[float, float, float]:
 
 def _result(times: list[float], warmup: int, settings: LatencySettings) -> Latency:
     q1, med, q3 = _quartiles(times)
-    return Latency(med, q1, q3, settings.batch_size * 1e3 / med, len(times), warmup, settings)
+    throughput = settings.batch_size * 1e3 / med
+    return Latency(med, q1, q3, throughput, len(times), warmup, settings, tuple(times))
 
 
 def _prepare(

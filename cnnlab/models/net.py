@@ -52,6 +52,15 @@ class Layer:
         except ValueError as e:
             raise ValueError(f"layer {self.name!r}: {e}") from None
 
+    def key(self, shape: tuple[int, int, int]) -> tuple | None:
+        """A hashable identity of this layer applied to ``shape``, or None if args are unhashable."""
+        try:
+            key = (self.block, tuple(sorted(self.args.items())), shape)
+            hash(key)
+        except TypeError:
+            return None
+        return key
+
     def cost(self, cx: Cx) -> Cx:
         try:
             return self.block.complexity(cx, **self.args)
@@ -121,8 +130,15 @@ def plan_cost(cfg: NetConfig, plan: Plan, input_size: tuple[int, int, int]) -> l
         )
     cx = Cx(c, h, w)
     rows = []
+    seen: dict[tuple, Cx] = {}  # repeated identical units (same block, args, input) count once
     for layer in plan.layers:
-        cx = layer.cost(cx.branch())
+        key = layer.key(cx.shape)
+        if key is not None and key in seen:
+            cx = seen[key]
+        else:
+            cx = layer.cost(cx.branch())
+            if key is not None:
+                seen[key] = cx
         rows.append(CostRow(layer.name, layer.block.__name__, cx))
     head = ClassifierHead.complexity(cx.branch(), plan.num_features, cfg.num_classes)
     rows.append(CostRow("head", ClassifierHead.__name__, head))

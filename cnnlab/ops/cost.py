@@ -115,14 +115,14 @@ def conv2d_cx(
     weights = c_out * (cx.c // groups) * kh * kw
     params = weights + (c_out if bias else 0)
     out = c_out * h * w
-    return cx.add(
-        c=c_out,
-        h=h,
-        w=w,
-        params=params,
-        macs=weights * h * w,
-        activations=out,
-        memory_access=cx.numel + out + params,
+    return Cx(  # positional: this is the hot path of every analytic count
+        c_out,
+        h,
+        w,
+        cx.params + params,
+        cx.macs + weights * h * w,
+        cx.activations + out,
+        cx.memory_access + cx.c * cx.h * cx.w + out + params,
     )
 
 

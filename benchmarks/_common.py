@@ -1,0 +1,40 @@
+"""Shared by the benchmark scripts: paired ratios from interleaved samples and JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+from pathlib import Path
+
+import torch
+
+import cnnlab
+from cnnlab.analysis.latency import median_ci
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def paired_ratio(a, b) -> tuple[float, float, float]:
+    """Median and 95% CI of the per-round ratios a/b of two contenders of one comparison."""
+    ratios = [x / y for x, y in zip(a.latency.times_ms, b.latency.times_ms)]
+    low, high = median_ci(ratios)
+    return statistics.median(ratios), low, high
+
+
+def save(name: str, payload: dict) -> Path:
+    """Write results/<name>.json (atomically) with the machine and library versions."""
+    RESULTS.mkdir(exist_ok=True)
+    payload = {
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "cnnlab": cnnlab.__version__,
+        **payload,
+    }
+    path = RESULTS / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,107 @@
+"""deploy(auto) against torchvision eager and against the fastest path by hand (ratios, one run).
+
+Targets (issue: the speed lab): deploy / torchvision eager <= 0.5 for shufflenet_v2_x1_0 and
+mobilenet_v2_x1_0 at batch 1 and 32, fp32; deploy / fastest by-hand path <= 1.05.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torchvision
+from rich.console import Console
+from rich.table import Table
+
+import cnnlab
+from benchmarks._common import paired_ratio, save
+from cnnlab.analysis.deploy import ChannelsLast, OnnxRuntimeModule
+from cnnlab.analysis.latency import num_threads
+
+
+def by_hand_compile(tv, x):
+    """What a user would do by hand: torch.compile with frozen weights on channels_last."""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True
+    compiled = torch.compile(ChannelsLast(tv), dynamic=False)
+    with torch.inference_mode():
+        compiled(x)
+    return compiled
+
+
+def run(model: str, batch: int, threads: int, rounds: int) -> dict:
+    tv = torchvision.models.get_model(model.replace("_x1_0", "") if "mobilenet" in model else model)
+    tv = tv.eval()
+    x = torch.randn(batch, 3, 224, 224)
+    ours = cnnlab.deploy(cnnlab.from_torchvision(tv), batch_size=batch, threads=threads)
+    with num_threads(threads) as n:
+        contenders = {
+            "torchvision eager": tv,
+            "cnnlab deploy (auto)": ours,
+            "torchvision + torch.compile": by_hand_compile(tv, x),
+            "torchvision + onnxruntime": OnnxRuntimeModule(tv, x, n),
+        }
+    res = cnnlab.compare_latency(contenders, batch_size=batch, threads=threads, rounds=rounds)
+    by = {c.name: c for c in res}
+    hand = min(list(contenders)[2:], key=lambda k: by[k].latency.median_ms)
+    vs_eager = paired_ratio(by["cnnlab deploy (auto)"], by["torchvision eager"])
+    vs_hand = paired_ratio(by["cnnlab deploy (auto)"], by[hand])
+    return {
+        "model": model,
+        "batch": batch,
+        "threads": threads,
+        "chosen": ours.deploy_report.backend,
+        "medians_ms": {k: c.latency.median_ms for k, c in by.items()},
+        "vs_eager": vs_eager,
+        "fastest_by_hand": hand,
+        "vs_by_hand": vs_hand,
+        "pass": vs_eager[0] <= 0.5 and vs_hand[0] <= 1.05,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=20)
+    p.add_argument("--batches", default="1,32")
+    p.add_argument("--models", default="shufflenet_v2_x1_0,mobilenet_v2_x1_0")
+    args = p.parse_args()
+    rows = [
+        run(m, int(b), args.threads, args.rounds)
+        for m in args.models.split(",")
+        for b in args.batches.split(",")
+    ]
+    table = Table(title=f"deploy vs torchvision, {args.threads} threads, fp32, CPU")
+    for col in (
+        "model",
+        "batch",
+        "tv eager ms",
+        "deploy ms",
+        "chosen",
+        "deploy/eager (95% CI)",
+        "best by hand",
+        "deploy/by-hand (95% CI)",
+        "target",
+    ):
+        table.add_column(col)
+    for r in rows:
+        m = r["medians_ms"]
+        e, h = r["vs_eager"], r["vs_by_hand"]
+        table.add_row(
+            r["model"],
+            str(r["batch"]),
+            f"{m['torchvision eager']:.2f}",
+            f"{m['cnnlab deploy (auto)']:.2f}",
+            r["chosen"],
+            f"{e[0]:.3f} ({e[1]:.3f}-{e[2]:.3f})",
+            r["fastest_by_hand"].removeprefix("torchvision + "),
+            f"{h[0]:.3f} ({h[1]:.3f}-{h[2]:.3f})",
+            "met" if r["pass"] else "MISSED",
+        )
+    Console(width=200).print(table)
+    print("wrote", save("deploy", {"rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
