@@ -1,6 +1,7 @@
 """cnnlab: CNN model research toolkit. FLOPs are not speed: count exactly, measure for real."""
 
 from cnnlab.analysis.complexity import Complexity, complexity
+from cnnlab.analysis.deploy import deploy
 from cnnlab.analysis.latency import compare_latency, measure_latency
 from cnnlab.models import create_model, list_models
 from cnnlab.models.torchvision_port import from_torchvision
@@ -12,6 +13,7 @@ __all__ = [
     "compare_latency",
     "complexity",
     "create_model",
+    "deploy",
     "from_torchvision",
     "list_models",
     "measure_latency",
