@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 
 import cnnlab.cli.guidelines  # noqa: F401  (registers guidelines and lint)
+import cnnlab.cli.lut  # noqa: F401  (registers the lut sub-app)
 import cnnlab.cli.speed  # noqa: F401  (registers breakdown and roofline)
 from cnnlab.cli import bench, zoo  # noqa: F401  (register their commands)
 from cnnlab.cli.app import UsageError, app, parse_input_size
