@@ -82,3 +82,17 @@ def test_unknown_operator_is_refused():
 def test_input_size_must_match_in_chans():
     with pytest.raises(ValueError, match="in_chans=3"):
         cnnlab.complexity("shufflenet_v2_x1_0", (1, 224, 224))
+
+
+def test_a_converted_network_is_traced_not_counted_from_its_stale_plan():
+    from cnnlab.ops.norm import convert_norm
+
+    model = cnnlab.create_model("shufflenet_v2_x0_5")
+    assert cnnlab.complexity(model, (3, 64, 64)).method == "analytic"
+    gn = convert_norm(model, "gn", groups=4)
+    c = cnnlab.complexity(gn, (3, 64, 64))
+    assert c.method == "traced"
+    traced = traced_counts(gn, (3, 64, 64))
+    assert (c.params, c.macs, c.memory_access) == (traced.params, traced.macs, traced.memory_access)
+    # group norm cannot fold into the conv: it reads and writes its input
+    assert c.memory_access > cnnlab.complexity(model, (3, 64, 64)).memory_access

@@ -57,8 +57,9 @@ def complexity(
     """Params, MACs, activations and memory access of a model or a registered model name.
 
     A name (with optional config ``overrides``) or a cnnlab network is counted analytically from
-    its plan, without building tensors. Any other ``nn.Module`` is counted by tracing one forward
-    pass (``method="traced"``). ``input_size`` defaults to the model's registered input size.
+    its plan, without building tensors. Any other ``nn.Module``, or a cnnlab network whose layers
+    were swapped after building (``convert_norm``, say), is counted by tracing one forward pass
+    (``method="traced"``). ``input_size`` defaults to the model's registered input size.
     """
     if isinstance(model_or_name, str):
         entry = get_entry(model_or_name)
@@ -67,7 +68,7 @@ def complexity(
         return _from_rows(plan_cost(cfg, entry.family.plan(cfg), size), size)
     if overrides:
         raise TypeError("config overrides apply to a model name, not to a built model")
-    if isinstance(model_or_name, Net):
+    if isinstance(model_or_name, Net) and model_or_name.matches_plan():
         size = _check_input_size(input_size or (model_or_name.cfg.in_chans, 224, 224))
         return _from_rows(plan_cost(model_or_name.cfg, model_or_name.plan, size), size)
     if isinstance(model_or_name, nn.Module):

@@ -54,6 +54,27 @@ _STREAMING = {
     aten.hardswish_,
     aten.silu,
     aten.silu_,
+    aten.leaky_relu,
+    aten.leaky_relu_,
+    # the composite activations of cnnlab.ops.act (activation search, trainable Swish)
+    aten.tanh,
+    aten.sin,
+    aten.cos,
+    aten.atan,
+    aten.asinh,
+    aten.sinc,
+    aten.pow,
+    aten.maximum,
+    aten.minimum,
+    aten.sub,
+    aten.div,
+    # attention modules: (1 + M) * T and x + x * gamma in one pass, bilinear upsampling, softmax
+    aten.addcmul,
+    aten.upsample_bilinear2d,
+    aten._softmax,
+    aten.sum,
+    aten.bmm,
+    aten.baddbmm,
     aten.add,
     aten.add_,
     aten.mul,
@@ -69,6 +90,8 @@ _STREAMING = {
     aten.mean,
     aten.addmm,
     aten.mm,
+    aten.native_group_norm,
+    aten.native_layer_norm,
     aten.convolution,
     aten._convolution,
     aten.mkldnn_convolution,
@@ -116,6 +139,8 @@ class _MemoryCounter(TorchDispatchMode):
             )
         reads = sum(t.numel() for t in _tensors(args) + _tensors(list(kwargs.values())))
         self.memory_access += reads + first.numel()
+        # an in-place op (relu_) changes a conv output: a BN after it can no longer be folded
+        self._conv_outputs.pop(id(first), None)
         if packet in _CONVS:
             self._conv_outputs[id(first)] = first
         if packet in _CONVS or packet in _MATMULS:

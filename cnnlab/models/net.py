@@ -97,6 +97,15 @@ class Net(nn.Module):
         for layer in plan.layers:
             self.features.add_module(layer.name, layer.build())
         self.head = ClassifierHead(plan.num_features, cfg.num_classes, cfg.drop_rate)
+        self._structure = self.structure()
+
+    def structure(self) -> tuple[tuple[str, type], ...]:
+        """Every feature submodule's name and type: what the plan describes."""
+        return tuple((n, type(m)) for n, m in self.features.named_modules())
+
+    def matches_plan(self) -> bool:
+        """False once a feature module was swapped (e.g. by ``convert_norm``) after building."""
+        return self.structure() == self._structure
 
     @property
     def num_classes(self) -> int:
