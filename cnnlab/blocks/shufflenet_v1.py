@@ -14,7 +14,8 @@ How this follows the paper and the official Megvii code (megvii-model/ShuffleNet
 - Stride 2: 3x3 average pool (stride 2, padding 1) on the shortcut, concat instead of add, the
   main branch emits ``c_out - c_in``. The official code applies the final ReLU to the main branch
   only; the pooled shortcut is an average of ReLU outputs, hence non-negative, so this equals the
-  paper's ReLU after the concat.
+  paper's ReLU after the concat. (With another ``act`` the pooled shortcut stays as it is, as
+  in the official code.)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cnnlab.ops.act import get_activation
 from cnnlab.ops.conv import ConvNormAct
 from cnnlab.ops.cost import Cx, act_cx, concat_cx, elementwise_cx
 from cnnlab.ops.pool import AvgPool
@@ -39,7 +41,8 @@ class ShuffleV1Unit(nn.Module):
 
     ``grouped_first=False`` makes the first pointwise conv dense, as in the first Stage-2 unit
     (§3.3: its input is too narrow to group). ``se`` adds squeeze-and-excitation on the main
-    branch after its last BN, before the add or concat (Table 5, "with SE").
+    branch after its last BN, before the add or concat (Table 5, "with SE"). ``act`` names the
+    activation (ReLU in the paper) from :mod:`cnnlab.ops.act`.
     """
 
     def __init__(
@@ -52,12 +55,14 @@ class ShuffleV1Unit(nn.Module):
         grouped_first: bool = True,
         se: bool = False,
         se_reduction: int = 16,
+        act: str = "relu",
     ) -> None:
         super().__init__()
         _check(c_in, c_out, stride, groups, grouped_first)
         mid, main = unit_widths(c_in, c_out, stride)
         self.stride = stride
-        layers: list[nn.Module] = [ConvNormAct(c_in, mid, 1, groups=groups if grouped_first else 1)]
+        g1 = groups if grouped_first else 1
+        layers: list[nn.Module] = [ConvNormAct(c_in, mid, 1, groups=g1, act=act)]
         if groups > 1:
             layers.append(ChannelShuffle(groups))
         layers += [
@@ -68,7 +73,7 @@ class ShuffleV1Unit(nn.Module):
             layers.append(SqueezeExcite(main, se_reduction))
         self.main = nn.Sequential(*layers)
         self.shortcut = AvgPool(3, 2, 1) if stride == 2 else nn.Identity()
-        self.act = nn.ReLU()
+        self.act = get_activation(act, inplace=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.main(x)
@@ -87,10 +92,12 @@ class ShuffleV1Unit(nn.Module):
         grouped_first: bool = True,
         se: bool = False,
         se_reduction: int = 16,
+        act: str = "relu",
     ) -> Cx:
         _check(c_in, c_out, stride, groups, grouped_first)
         mid, main = unit_widths(c_in, c_out, stride)
-        y = ConvNormAct.complexity(cx.branch(), c_in, mid, 1, groups=groups if grouped_first else 1)
+        g1 = groups if grouped_first else 1
+        y = ConvNormAct.complexity(cx.branch(), c_in, mid, 1, groups=g1, act=act)
         if groups > 1:
             y = ChannelShuffle.complexity(y, groups)
         y = ConvNormAct.complexity(y, mid, mid, 3, stride, groups=mid, act=None)
@@ -99,9 +106,9 @@ class ShuffleV1Unit(nn.Module):
             y = SqueezeExcite.complexity(y, main, se_reduction)
         if stride == 2:
             shortcut = AvgPool.complexity(cx.branch(), 3, 2, 1)
-            return concat_cx(cx, [shortcut, act_cx(y, "relu")])
+            return concat_cx(cx, [shortcut, act_cx(y, act)])
         out = elementwise_cx(cx.merge([y], y.c, y.h, y.w), n_inputs=2)  # y + x
-        return act_cx(out, "relu")
+        return act_cx(out, act)
 
 
 def _check(c_in: int, c_out: int, stride: int, groups: int, grouped_first: bool) -> None:

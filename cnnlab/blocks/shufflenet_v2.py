@@ -36,6 +36,7 @@ class ShuffleV2Unit(nn.Module):
 
     ``extra_dw`` adds a 3x3 depthwise conv before the first 1x1 conv of the main branch
     (ShuffleNet v2*, §5); ``se`` adds squeeze-and-excitation at the end of the main branch.
+    ``act`` names the activation of the 1x1 convs (ReLU in the paper) from :mod:`cnnlab.ops.act`.
     """
 
     def __init__(
@@ -48,6 +49,7 @@ class ShuffleV2Unit(nn.Module):
         se: bool = False,
         se_reduction: int = 16,
         extra_dw: bool = False,
+        act: str = "relu",
     ) -> None:
         super().__init__()
         _check(c_in, c_out, stride, layout)
@@ -56,16 +58,16 @@ class ShuffleV2Unit(nn.Module):
         if stride == 2:
             self.proj = nn.Sequential(
                 ConvNormAct(c_in, c_in, 3, 2, groups=c_in, act=None),
-                ConvNormAct(c_in, proj, 1),
+                ConvNormAct(c_in, proj, 1, act=act),
             )
         c_main_in = c_in if stride == 2 else c_in // 2
         layers: list[nn.Module] = []
         if extra_dw:
             layers.append(ConvNormAct(c_main_in, c_main_in, 3, groups=c_main_in, act=None))
         layers += [
-            ConvNormAct(c_main_in, mid, 1),
+            ConvNormAct(c_main_in, mid, 1, act=act),
             ConvNormAct(mid, mid, 3, stride, groups=mid, act=None),
-            ConvNormAct(mid, main, 1),
+            ConvNormAct(mid, main, 1, act=act),
         ]
         if se:
             layers.append(SqueezeExcite(main, se_reduction))
@@ -91,21 +93,22 @@ class ShuffleV2Unit(nn.Module):
         se: bool = False,
         se_reduction: int = 16,
         extra_dw: bool = False,
+        act: str = "relu",
     ) -> Cx:
         _check(c_in, c_out, stride, layout)
         proj, mid, main = branch_widths(c_in, c_out, stride, layout)
         c_main_in = c_in if stride == 2 else c_in // 2
         if stride == 2:
             left = ConvNormAct.complexity(cx.branch(), c_in, c_in, 3, 2, groups=c_in, act=None)
-            left = ConvNormAct.complexity(left, c_in, proj, 1)
+            left = ConvNormAct.complexity(left, c_in, proj, 1, act=act)
         else:
             left = Cx(c_in // 2, cx.h, cx.w)  # the identity half of the split: a view, free
         y = Cx(c_main_in, cx.h, cx.w)
         if extra_dw:
             y = ConvNormAct.complexity(y, c_main_in, c_main_in, 3, groups=c_main_in, act=None)
-        y = ConvNormAct.complexity(y, c_main_in, mid, 1)
+        y = ConvNormAct.complexity(y, c_main_in, mid, 1, act=act)
         y = ConvNormAct.complexity(y, mid, mid, 3, stride, groups=mid, act=None)
-        y = ConvNormAct.complexity(y, mid, main, 1)
+        y = ConvNormAct.complexity(y, mid, main, 1, act=act)
         if se:
             y = SqueezeExcite.complexity(y, main, se_reduction)
         out = concat_cx(cx, [left, y])

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cnnlab.ops.act import get_activation
 from cnnlab.ops.conv import ConvNormAct, SeparableConv
-from cnnlab.ops.cost import Cx, elementwise_cx
+from cnnlab.ops.cost import Cx, act_cx, elementwise_cx
 from cnnlab.ops.pool import MaxPool
 
 
@@ -27,7 +28,8 @@ class XceptionBlock(nn.Module):
     The separable convs have nothing between depthwise and pointwise (``mid="none"``, the paper's
     §4.7 finding) and BN after the pointwise conv. The shortcut is the identity when shape is kept,
     else 1x1 conv (stride s) + BN. As in Keras, the shortcut takes the block input *before* the
-    leading ReLU, so that ReLU must not run in place.
+    leading ReLU, so that ReLU must not run in place. ``act`` names the activation (ReLU in the
+    paper) from :mod:`cnnlab.ops.act`.
     """
 
     def __init__(
@@ -39,6 +41,7 @@ class XceptionBlock(nn.Module):
         *,
         start_with_relu: bool = True,
         grow_first: bool = True,
+        act: str = "relu",
     ) -> None:
         super().__init__()
         _check(c_in, c_out, reps, stride)
@@ -49,7 +52,7 @@ class XceptionBlock(nn.Module):
         layers: list[nn.Module] = []
         for i, (w_in, w_out) in enumerate(rep_widths(c_in, c_out, reps, grow_first)):
             if i > 0 or start_with_relu:
-                layers.append(nn.ReLU(inplace=i > 0))  # the first one keeps the input intact
+                layers.append(get_activation(act, inplace=i > 0))  # the first keeps the input
             layers.append(SeparableConv(w_in, w_out, 3, mid="none", act=None))
         if stride != 1:
             layers.append(MaxPool(3, stride, 1))
@@ -69,6 +72,7 @@ class XceptionBlock(nn.Module):
         *,
         start_with_relu: bool = True,
         grow_first: bool = True,
+        act: str = "relu",
     ) -> Cx:
         _check(c_in, c_out, reps, stride)
         skip = cx.branch()
@@ -77,7 +81,7 @@ class XceptionBlock(nn.Module):
         y = cx.branch()
         for i, (w_in, w_out) in enumerate(rep_widths(c_in, c_out, reps, grow_first)):
             if i > 0 or start_with_relu:
-                y = elementwise_cx(y)
+                y = act_cx(y, act)
             y = SeparableConv.complexity(y, w_in, w_out, 3, mid="none", act=None)
         if stride != 1:
             y = MaxPool.complexity(y, 3, stride, 1)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from cnnlab.models.net import Layer, NetConfig, Plan
 from cnnlab.models.registry import Family, PaperFigures, register_model, width_tag
+from cnnlab.ops.act import check_activation
 from cnnlab.ops.conv import SEPARABLE_MIDS, ConvNormAct, SeparableConv
 
 # Table 1: the 13 depthwise-separable layers after conv1 (3x3 s2, 32 channels).
@@ -42,6 +43,7 @@ class MobileNetV1Config(NetConfig):
 
     ``mid`` is what runs between the depthwise and the pointwise conv: the paper's BN + ReLU
     ("bn_relu"), or "bn", "relu", "none" (Xception's choice) to study that question.
+    ``act`` names every activation (its "relu" in ``mid`` too), from :mod:`cnnlab.ops.act`.
     ``drop_rate`` is 0.0 as in timm; TF-slim keeps 0.999 of the features (drop 0.001), which is
     no regularisation to speak of, and the paper says small models need little of it (§4).
     """
@@ -50,9 +52,11 @@ class MobileNetV1Config(NetConfig):
     stem: int = 32
     table: tuple[tuple[int, int], ...] = TABLE
     mid: str = "bn_relu"
+    act: str = "relu"
 
     def check(self) -> None:
         super().check()
+        check_activation(self.act)
         if self.width <= 0:
             raise ValueError(f"width multiplier must be > 0, got width={self.width}")
         if self.mid not in SEPARABLE_MIDS:
@@ -71,10 +75,13 @@ class MobileNetV1Config(NetConfig):
 def plan(cfg: MobileNetV1Config) -> Plan:
     """Conv 3x3 s2, then the depthwise-separable layers of Table 1, each BN + ReLU."""
     c_in = scaled(cfg.stem, cfg.width)
-    layers = [Layer("conv1", ConvNormAct, dict(c_in=cfg.in_chans, c_out=c_in, k=3, stride=2))]
+    stem = dict(c_in=cfg.in_chans, c_out=c_in, k=3, stride=2, act=cfg.act)
+    layers = [Layer("conv1", ConvNormAct, stem)]
     for i, (c, s) in enumerate(cfg.table, start=1):
         c_out = scaled(c, cfg.width)
-        args = dict(c_in=c_in, c_out=c_out, k=3, stride=s, mid=cfg.mid)
+        args = dict(
+            c_in=c_in, c_out=c_out, k=3, stride=s, mid=cfg.mid, act=cfg.act, mid_act=cfg.act
+        )
         layers.append(Layer(f"sep{i}", SeparableConv, args))
         c_in = c_out
     return Plan(layers, c_in)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from cnnlab.blocks.shufflenet_v1 import ShuffleV1Unit
 from cnnlab.models.net import Layer, NetConfig, Plan
 from cnnlab.models.registry import Family, PaperFigures, register_model, width_tag
+from cnnlab.ops.act import check_activation
 from cnnlab.ops.conv import ConvNormAct
 from cnnlab.ops.pool import MaxPool
 
@@ -60,7 +61,10 @@ WIDTHS = tuple(SCALED_CONV1)
 
 @dataclass(frozen=True, kw_only=True)
 class ShuffleNetV1Config(NetConfig):
-    """ShuffleNet v1: groups g, Conv1 width, stage widths and repeats, unit options."""
+    """ShuffleNet v1: groups g, Conv1 width, stage widths and repeats, unit options.
+
+    ``act`` names every activation (ReLU in the paper) from :mod:`cnnlab.ops.act`.
+    """
 
     groups: int = 3
     stem: int = CONV1_1X
@@ -68,9 +72,11 @@ class ShuffleNetV1Config(NetConfig):
     repeats: tuple[int, ...] = REPEATS
     se: bool = False
     se_reduction: int = 16
+    act: str = "relu"
 
     def check(self) -> None:
         super().check()
+        check_activation(self.act)
         if self.groups not in GROUPS:
             raise ValueError(
                 f"groups={self.groups} is not one of Table 1's {', '.join(map(str, GROUPS))}"
@@ -89,12 +95,13 @@ class ShuffleNetV1Config(NetConfig):
 
 def plan(cfg: ShuffleNetV1Config) -> Plan:
     """Conv1 3x3 s2, max pool, stages of ShuffleV1Unit (first stride 2); the head pools (Table 1)."""
+    stem = dict(c_in=cfg.in_chans, c_out=cfg.stem, k=3, stride=2, act=cfg.act)
     layers = [
-        Layer("conv1", ConvNormAct, dict(c_in=cfg.in_chans, c_out=cfg.stem, k=3, stride=2)),
+        Layer("conv1", ConvNormAct, stem),
         Layer("maxpool", MaxPool, dict(k=3, stride=2, padding=1)),
     ]
     c_in = cfg.stem
-    unit = dict(groups=cfg.groups, se=cfg.se, se_reduction=cfg.se_reduction)
+    unit = dict(groups=cfg.groups, se=cfg.se, se_reduction=cfg.se_reduction, act=cfg.act)
     for s, (c, n) in enumerate(zip(cfg.stage_channels, cfg.repeats), start=2):
         for i in range(n):
             first = s == 2 and i == 0  # §3.3: the 24-channel input is too narrow to group

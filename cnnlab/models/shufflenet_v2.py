@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from cnnlab.blocks.shufflenet_v2 import LAYOUTS, ShuffleV2Unit
 from cnnlab.models.net import Layer, NetConfig, Plan
 from cnnlab.models.registry import Family, PaperFigures, register_model, width_tag
+from cnnlab.ops.act import check_activation
 from cnnlab.ops.conv import ConvNormAct
 from cnnlab.ops.pool import MaxPool
 
@@ -28,7 +29,10 @@ REPEATS = (4, 8, 4)  # units per stage 2/3/4; the first of each has stride 2
 
 @dataclass(frozen=True, kw_only=True)
 class ShuffleNetV2Config(NetConfig):
-    """ShuffleNet v2: stem width, stage widths and repeats, conv5 width, unit options."""
+    """ShuffleNet v2: stem width, stage widths and repeats, conv5 width, unit options.
+
+    ``act`` names every activation (ReLU in the paper) from :mod:`cnnlab.ops.act`.
+    """
 
     stem: int = 24
     stage_channels: tuple[int, ...] = (116, 232, 464)
@@ -38,9 +42,11 @@ class ShuffleNetV2Config(NetConfig):
     se: bool = False
     se_reduction: int = 16
     extra_dw: bool = False
+    act: str = "relu"
 
     def check(self) -> None:
         super().check()
+        check_activation(self.act)
         if len(self.stage_channels) != len(self.repeats):
             raise ValueError(
                 f"stage_channels {self.stage_channels} and repeats {self.repeats} must have the "
@@ -54,18 +60,25 @@ class ShuffleNetV2Config(NetConfig):
 
 def plan(cfg: ShuffleNetV2Config) -> Plan:
     """Conv1 3x3 s2, max pool, stages of ShuffleV2Unit (first stride 2), Conv5 1x1 (Table 5)."""
+    stem = dict(c_in=cfg.in_chans, c_out=cfg.stem, k=3, stride=2, act=cfg.act)
     layers = [
-        Layer("conv1", ConvNormAct, dict(c_in=cfg.in_chans, c_out=cfg.stem, k=3, stride=2)),
+        Layer("conv1", ConvNormAct, stem),
         Layer("maxpool", MaxPool, dict(k=3, stride=2, padding=1)),
     ]
     c_in = cfg.stem
-    unit = dict(layout=cfg.layout, se=cfg.se, se_reduction=cfg.se_reduction, extra_dw=cfg.extra_dw)
+    unit = dict(
+        layout=cfg.layout,
+        se=cfg.se,
+        se_reduction=cfg.se_reduction,
+        extra_dw=cfg.extra_dw,
+        act=cfg.act,
+    )
     for s, (c, n) in enumerate(zip(cfg.stage_channels, cfg.repeats), start=2):
         for i in range(n):
             args = dict(c_in=c_in, c_out=c, stride=2 if i == 0 else 1, **unit)
             layers.append(Layer(f"stage{s}_{i}", ShuffleV2Unit, args))
             c_in = c
-    layers.append(Layer("conv5", ConvNormAct, dict(c_in=c_in, c_out=cfg.conv5, k=1)))
+    layers.append(Layer("conv5", ConvNormAct, dict(c_in=c_in, c_out=cfg.conv5, k=1, act=cfg.act)))
     return Plan(layers, cfg.conv5)
 
 

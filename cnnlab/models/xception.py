@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from cnnlab.blocks.xception import XceptionBlock
 from cnnlab.models.net import Layer, NetConfig, Plan
 from cnnlab.models.registry import Family, PaperFigures, register_model
+from cnnlab.ops.act import check_activation
 from cnnlab.ops.conv import ConvNormAct, SeparableConv
 
 # Fig. 5: one row per group of blocks.
@@ -34,14 +35,17 @@ class XceptionConfig(NetConfig):
     """Xception: stem widths, the block table of Fig. 5 and the exit-flow separable convs.
 
     ``drop_rate`` stays 0.0: neither Keras nor timm put dropout before the classifier.
+    ``act`` names every activation (ReLU in the paper) from :mod:`cnnlab.ops.act`.
     """
 
     stem: tuple[int, ...] = STEM
     blocks: tuple[tuple[int, int, int, int, bool], ...] = BLOCKS
     exit: tuple[int, ...] = EXIT
+    act: str = "relu"
 
     def check(self) -> None:
         super().check()
+        check_activation(self.act)
         if len(self.stem) != 2 or min(self.stem) < 1:
             raise ValueError(f"stem must be two widths >= 1, got {self.stem}")
         if not self.blocks or any(len(row) != 5 for row in self.blocks):
@@ -57,9 +61,10 @@ class XceptionConfig(NetConfig):
 def plan(cfg: XceptionConfig) -> Plan:
     """Stem (two valid 3x3 convs), entry/middle/exit blocks, exit separable convs (Fig. 5)."""
     c1, c2 = cfg.stem
+    stem = dict(k=3, padding=0, act=cfg.act)
     layers = [
-        Layer("conv1", ConvNormAct, dict(c_in=cfg.in_chans, c_out=c1, k=3, stride=2, padding=0)),
-        Layer("conv2", ConvNormAct, dict(c_in=c1, c_out=c2, k=3, stride=1, padding=0)),
+        Layer("conv1", ConvNormAct, dict(c_in=cfg.in_chans, c_out=c1, stride=2, **stem)),
+        Layer("conv2", ConvNormAct, dict(c_in=c1, c_out=c2, stride=1, **stem)),
     ]
     c_in, i = c2, 1
     for c_out, reps, stride, n, grow_first in cfg.blocks:
@@ -72,11 +77,12 @@ def plan(cfg: XceptionConfig) -> Plan:
                 stride=stride,
                 start_with_relu=i > 1,
                 grow_first=grow_first,
+                act=cfg.act,
             )
             layers.append(Layer(f"block{i}", XceptionBlock, args))
             c_in, i = c_out, i + 1
     for j, c_out in enumerate(cfg.exit, start=3):
-        args = dict(c_in=c_in, c_out=c_out, k=3, mid="none")
+        args = dict(c_in=c_in, c_out=c_out, k=3, mid="none", act=cfg.act)
         layers.append(Layer(f"conv{j}", SeparableConv, args))
         c_in = c_out
     return Plan(layers, c_in)

@@ -66,7 +66,8 @@ class SeparableConv(nn.Sequential):
     """Depthwise-separable conv (Chollet 2017; Howard et al. 2017): kxk depthwise, then 1x1.
 
     ``mid`` chooses what sits between the depthwise and the pointwise conv, the question the survey
-    asks: MobileNet v1 uses BN + ReLU ("bn_relu"), Xception nothing ("none").
+    asks: MobileNet v1 uses BN + ReLU ("bn_relu"), Xception nothing ("none"). ``mid_act`` is the
+    activation that "relu" in ``mid`` stands for (a family's activation by name).
     """
 
     def __init__(
@@ -79,9 +80,10 @@ class SeparableConv(nn.Sequential):
         mid: SeparableMid = "bn_relu",
         norm: bool = True,
         act: str | None = "relu",
+        mid_act: str = "relu",
     ) -> None:
         _check_mid(mid)
-        mid_norm, mid_act = _mid_parts(mid)
+        mid_norm, mid_act = _mid_parts(mid, mid_act)
         super().__init__(
             OrderedDict(
                 dw=ConvNormAct(c_in, c_in, k, stride, groups=c_in, norm=mid_norm, act=mid_act),
@@ -101,8 +103,9 @@ class SeparableConv(nn.Sequential):
         mid: SeparableMid = "bn_relu",
         norm: bool = True,
         act: str | None = "relu",
+        mid_act: str = "relu",
     ) -> Cx:
-        mid_norm, mid_act = _mid_parts(mid)
+        mid_norm, mid_act = _mid_parts(mid, mid_act)
         cx = ConvNormAct.complexity(
             cx, c_in, c_in, k, stride, groups=c_in, norm=mid_norm, act=mid_act
         )
@@ -116,6 +119,6 @@ def _check_mid(mid: str) -> None:
         )
 
 
-def _mid_parts(mid: str) -> tuple[bool, str | None]:
+def _mid_parts(mid: str, act: str = "relu") -> tuple[bool, str | None]:
     """(BN between depthwise and pointwise?, activation there) for a ``mid`` choice."""
-    return mid in ("bn_relu", "bn"), ("relu" if mid in ("bn_relu", "relu") else None)
+    return mid in ("bn_relu", "bn"), (act if mid in ("bn_relu", "relu") else None)

@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from cnnlab.ops.act import activation_cost
+
 
 @dataclass(frozen=True)
 class Cx:
@@ -138,8 +140,15 @@ def elementwise_cx(cx: Cx, n_inputs: int = 1) -> Cx:
 
 
 def act_cx(cx: Cx, act: str | None) -> Cx:
-    """An activation function, or nothing when ``act`` is None."""
-    return cx if act is None else elementwise_cx(cx)
+    """An activation function by name, or nothing when ``act`` is None.
+
+    Memory access is what its eager forward performs: one read + write for ReLU-like functions,
+    more for composite ones (x * sigmoid(beta x): three ATen passes); see cnnlab.ops.act.
+    """
+    if act is None:
+        return cx
+    params, mem = activation_cost(act, cx.numel)
+    return cx.add(params=params, memory_access=mem)
 
 
 def pool_cx(cx: Cx, k: int, stride: int, padding: int = 0, *, ceil_mode: bool = False) -> Cx:
