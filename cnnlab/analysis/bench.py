@@ -156,6 +156,7 @@ def _bench_group(level, entries, batch, device, threads, backend, rounds, min_se
                 threads=threads,
                 rounds=rounds,
                 min_seconds=min_seconds,
+                warmup_seconds=3.0,
             )
         }
         for name in names:

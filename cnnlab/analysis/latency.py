@@ -304,12 +304,14 @@ def compare_latency(
     rounds: int = 30,
     min_seconds: float = 2.0,
     max_seconds: float = 120.0,
+    warmup_seconds: float = 20.0,
 ) -> list[Contender]:
     """Time several models side by side: round by round, in rotating order, on the same input.
 
     Each round times every contender once (one sample of back-to-back calls); the ratio of a
     contender to the first is the median of the per-round ratios, so slow drifts of a shared,
-    noisy machine cancel out. Returns the contenders in the given order.
+    noisy machine cancel out. ``warmup_seconds`` caps each contender's warm-up (it stops earlier
+    once two consecutive windows agree within 5%). Returns the contenders in the given order.
     """
     if len(models) < 1:
         raise ValueError("compare_latency needs at least one model")
@@ -325,7 +327,7 @@ def compare_latency(
     x = prepared[names[0]][1]  # every contender gets the very same input tensor
     with num_threads(threads):
         runners = {n: Runner(p[0], x, mode, p[2]) for n, p in prepared.items()}
-        warmups = {n: r.warm_up() for n, r in runners.items()}
+        warmups = {n: r.warm_up(max_seconds=warmup_seconds) for n, r in runners.items()}
         calls = {n: _calls_per_sample(r.time()) for n, r in runners.items()}
         times: dict[str, list[float]] = {n: [] for n in names}
         start, r = time.perf_counter(), 0
