@@ -243,7 +243,8 @@ def plot_bench(rows: list[BenchRow], path: Path) -> None:
         threads = rows[0].threads
         ax.set_title(f"batch {batch}, {threads} threads (o eager, x {rows[0].deploy_backend})")
         ax.set_xlabel("MACs (M)")
-        ax.set_ylabel("latency (ms, median)")
+        ax.set_ylabel("latency (ms, median, log scale)")
+        ax.set_yscale("log")
         ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
