@@ -10,6 +10,7 @@ from cnnlab.analysis.lut import build_lut, evaluate_lut, load_lut, predict_laten
 from cnnlab.analysis.roofline import machine_peak, roofline
 from cnnlab.models import create_model, list_models
 from cnnlab.models.torchvision_port import from_torchvision
+from cnnlab.ops.norm import convert_norm
 
 __version__ = "0.1.0"
 
@@ -18,6 +19,7 @@ __all__ = [
     "build_lut",
     "compare_latency",
     "complexity",
+    "convert_norm",
     "create_model",
     "deploy",
     "evaluate_lut",

@@ -101,3 +101,16 @@ def test_measure_latency_takes_the_backend():
     assert lat.settings.backend == "onnxruntime"
     with pytest.raises(ValueError, match="backend= deploys an fp32 inference module"):
         cnnlab.measure_latency("shufflenet_v2_x0_5", backend="eager", mode="train", **SMALL)
+
+
+def test_bn_variants_fold_like_bn():
+    from cnnlab.ops.norm import convert_norm
+
+    model = _randomised(cnnlab.create_model("shufflenet_v2_x0_5"))
+    for kind in ("brn", "ghost", "distributed"):
+        converted = convert_norm(model, kind).eval()
+        folded, n_folded, n_left = fold_batch_norms(converted)
+        assert n_left == 0 and n_folded > 0
+        x = torch.randn(1, 3, 64, 64)
+        with torch.no_grad():
+            assert (folded(x) - model(x)).abs().max() <= 1e-4

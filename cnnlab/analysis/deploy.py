@@ -37,7 +37,8 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 def fold_batch_norms(model: nn.Module) -> tuple[nn.Module, int, int]:
     """A copy of ``model`` (eval) with every BN that directly follows a conv in a Sequential folded.
 
-    Returns (folded model, BNs folded, BNs left). A BN that does not follow a conv stays.
+    Returns (folded model, BNs folded, BNs left). A BN that does not directly follow a conv in
+    an ``nn.Sequential`` stays (a torchvision ResNet's ``conv1``/``bn1`` attributes, say).
     """
     model = copy.deepcopy(model).eval()
     folded = 0
@@ -45,11 +46,10 @@ def fold_batch_norms(model: nn.Module) -> tuple[nn.Module, int, int]:
         names = list(seq._modules)
         for a, b in zip(names, names[1:]):
             conv, bn = seq._modules[a], seq._modules[b]
-            if (
-                isinstance(conv, nn.Conv2d)
-                and type(bn) is nn.BatchNorm2d
-                and bn.track_running_stats
-            ):
+            # any BatchNorm2d subclass (batch renorm, ghost, cross-process) normalises with its
+            # running statistics in eval mode, exactly as BatchNorm2d does
+            foldable = isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats
+            if isinstance(conv, nn.Conv2d) and foldable:
                 seq._modules[a] = fold_conv_bn(conv, bn)
                 seq._modules[b] = nn.Identity()
                 folded += 1
