@@ -82,6 +82,6 @@ def test_width_multiplied_mobilenet_v2_port():
 
 def test_unsupported_module_is_refused():
     with pytest.raises(
-        TypeError, match="supports torchvision's ShuffleNetV2 and MobileNetV2, got ResNet"
+        TypeError, match="supports torchvision.s MobileNetV2, ShuffleNetV2, got ResNet"
     ):
         cnnlab.from_torchvision(torchvision.models.resnet18())

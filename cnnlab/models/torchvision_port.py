@@ -7,11 +7,14 @@ outputs are identical. Supported: ``ShuffleNetV2`` (as layout="torchvision") and
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import nn
 
 from cnnlab.models.mobilenet_v2 import FAMILY as MOBILENET_V2
 from cnnlab.models.mobilenet_v2 import MobileNetV2Config
-from cnnlab.models.net import Net
+from cnnlab.models.net import Net, NetConfig
+from cnnlab.models.registry import Family
 from cnnlab.models.shufflenet_v2 import FAMILY as SHUFFLENET_V2
 from cnnlab.models.shufflenet_v2 import ShuffleNetV2Config
 
@@ -70,19 +73,35 @@ def _copy_state(src: nn.Module, dst: nn.Module) -> None:
     dst.load_state_dict(dict(zip(d.keys(), s.values())))
 
 
+# torchvision class name -> (cnnlab family, function reading the config off the module)
+_PORTS: dict[str, tuple[Family, Callable[[nn.Module], NetConfig]]] = {}
+
+
+def register_port(tv_class: str, family: Family, read_config: Callable[[nn.Module], NetConfig]):
+    """Let ``from_torchvision`` port torchvision's ``tv_class`` into ``family``.
+
+    ``read_config`` reads the architecture off the torchvision module; the family's plan must
+    then register its parameters and buffers in torchvision's order (the copy is by order).
+    """
+    if tv_class in _PORTS:
+        raise ValueError(f"a torchvision port for {tv_class} is already registered")
+    _PORTS[tv_class] = (family, read_config)
+
+
+register_port("ShuffleNetV2", SHUFFLENET_V2, _shufflenet_v2_config)
+register_port("MobileNetV2", MOBILENET_V2, _mobilenet_v2_config)
+
+
 def from_torchvision(tv_module: nn.Module) -> Net:
     """The cnnlab network with the architecture and weights of a torchvision model."""
-    from torchvision.models import MobileNetV2, ShuffleNetV2
-
-    if isinstance(tv_module, ShuffleNetV2):
-        family, cfg = SHUFFLENET_V2, _shufflenet_v2_config(tv_module)
-    elif isinstance(tv_module, MobileNetV2):
-        family, cfg = MOBILENET_V2, _mobilenet_v2_config(tv_module)
-    else:
+    name = type(tv_module).__name__
+    if name not in _PORTS or not type(tv_module).__module__.startswith("torchvision."):
         raise TypeError(
-            f"from_torchvision supports torchvision's ShuffleNetV2 and MobileNetV2, got "
-            f"{type(tv_module).__name__}; build it with cnnlab.create_model instead"
+            f"from_torchvision supports torchvision's {', '.join(sorted(_PORTS))}, got "
+            f"{name}; build it with cnnlab.create_model instead"
         )
+    family, read_config = _PORTS[name]
+    cfg = read_config(tv_module)
     cfg.check()
     net = Net(cfg, family.plan(cfg))
     _copy_state(tv_module, net)
