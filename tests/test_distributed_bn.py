@@ -25,10 +25,14 @@ pytestmark = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()), reason="gloo backend unavailable"
 )
 
-# fork on Linux: a spawned child re-imports torch and cnnlab (10-20 s on a loaded 2-core machine);
-# a forked child starts at once and, with one intra-op thread (set first in the worker, as
-# DataLoader workers do), never touches the parent's OpenMP pool
-START_METHOD = "fork" if sys.platform == "linux" else "spawn"
+# forkserver on Linux: children fork from a fresh server process that has imported torch and
+# cnnlab once but never run autograd (plain fork breaks once this pytest worker has run a
+# backward pass: autograd's threads do not survive fork; spawn re-imports torch per child).
+START_METHOD = "forkserver" if sys.platform == "linux" else "spawn"
+if START_METHOD == "forkserver":
+    import multiprocessing
+
+    multiprocessing.set_forkserver_preload(["torch", "cnnlab.ops.distributed_bn"])
 C, H, W = 3, 4, 4
 STEPS = 2  # two training steps: the momentum update and num_batches_tracked are exercised
 

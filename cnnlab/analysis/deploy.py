@@ -89,6 +89,10 @@ class OnnxRuntimeModule(nn.Module):
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # ONNX Runtime's threads spin-wait after each run by default, stealing the cores from
+        # whatever runs next (an interleaved contender, the rest of the program): no spinning
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
             buf.getvalue(), opts, providers=["CPUExecutionProvider"]
         )

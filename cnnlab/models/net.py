@@ -129,6 +129,32 @@ class Net(nn.Module):
         self.cfg = replace(self.cfg, num_classes=num_classes)
 
 
+class LayerCostCache:
+    """The cost of a block is a pure function of (block, arguments, input shape): remember it.
+
+    Units repeat within a network (ShuffleNet's stages) and across the candidates of a search,
+    so each distinct unit is counted once. Bounded; ``clear()`` gives cold-start timings.
+    """
+
+    def __init__(self, maxsize: int = 65536) -> None:
+        self.maxsize = maxsize
+        self._data: dict[tuple, Cx] = {}
+
+    def get(self, key: tuple) -> Cx | None:
+        return self._data.get(key)
+
+    def put(self, key: tuple, value: Cx) -> None:
+        if len(self._data) >= self.maxsize:
+            self._data.pop(next(iter(self._data)))  # drop the oldest entry
+        self._data[key] = value
+
+    def clear(self) -> None:
+        self._data.clear()
+
+
+LAYER_COSTS = LayerCostCache()
+
+
 def plan_cost(cfg: NetConfig, plan: Plan, input_size: tuple[int, int, int]) -> list[CostRow]:
     """The analytic cost of every layer of ``plan`` and of the head, for one input of input_size."""
     c, h, w = input_size
@@ -139,15 +165,14 @@ def plan_cost(cfg: NetConfig, plan: Plan, input_size: tuple[int, int, int]) -> l
         )
     cx = Cx(c, h, w)
     rows = []
-    seen: dict[tuple, Cx] = {}  # repeated identical units (same block, args, input) count once
     for layer in plan.layers:
         key = layer.key(cx.shape)
-        if key is not None and key in seen:
-            cx = seen[key]
-        else:
-            cx = layer.cost(cx.branch())
+        cached = LAYER_COSTS.get(key) if key is not None else None
+        if cached is None:
+            cached = layer.cost(cx.branch())
             if key is not None:
-                seen[key] = cx
+                LAYER_COSTS.put(key, cached)
+        cx = cached
         rows.append(CostRow(layer.name, layer.block.__name__, cx))
     head = ClassifierHead.complexity(cx.branch(), plan.num_features, cfg.num_classes)
     rows.append(CostRow("head", ClassifierHead.__name__, head))
