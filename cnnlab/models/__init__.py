@@ -2,8 +2,10 @@
 
 from cnnlab.models import (  # noqa: F401  (importing a family registers its variants)
     densenet,
+    googlenet,
     mobilenet_v1,
     mobilenet_v2,
+    resnet,
     shufflenet_v1,
     shufflenet_v2,
     xception,
