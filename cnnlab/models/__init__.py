@@ -2,7 +2,6 @@
 
 from cnnlab.models import (  # noqa: F401  (importing a family registers its variants)
     densenet,
-    googlenet,
     mobilenet_v1,
     mobilenet_v2,
     resnet,
