@@ -2,6 +2,7 @@
 
 from cnnlab.models import (  # noqa: F401  (importing a family registers its variants)
     densenet,
+    googlenet,
     mobilenet_v1,
     mobilenet_v2,
     resnet,

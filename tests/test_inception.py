@@ -1,0 +1,78 @@
+"""GoogLeNet and Inception v3: torchvision figures, ports, branch structure, bad input."""
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import cnnlab
+from cnnlab.analysis.trace import traced_counts
+from cnnlab.blocks.inception import GoogLeNetInception
+from cnnlab.models import model_config
+
+
+def _randomise_bn(model: nn.Module) -> None:
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+
+
+def _max_diff(tv: nn.Module, ours: nn.Module, x: torch.Tensor) -> float:
+    with torch.no_grad():
+        return (tv(x) - ours(x)).abs().max().item()
+
+
+def test_googlenet_tv_equals_torchvision_weight_metadata():
+    meta = torchvision.models.get_model_weights("googlenet").DEFAULT.meta
+    c = cnnlab.complexity("googlenet_tv")
+    assert c.params == meta["num_params"] == 6_624_904
+    assert round(c.macs / 1e9, 3) == meta["_ops"] == 1.498
+
+
+def test_googlenet_paper_5x5_branch():
+    # 5x5 instead of 3x3 in branch 3 of the nine modules: 1,582.7 M MACs, 7,005,832 params
+    c = cnnlab.complexity("googlenet")
+    assert (round(c.macs / 1e6, 1), c.params) == (1582.7, 7_005_832)
+
+
+@pytest.mark.parametrize("transform_input", [False, True])
+def test_googlenet_port_gives_identical_outputs(transform_input):
+    tv = torchvision.models.googlenet(
+        aux_logits=False, init_weights=False, transform_input=transform_input
+    ).eval()
+    _randomise_bn(tv)
+    ours = cnnlab.from_torchvision(tv).eval()
+    assert ours.cfg.branch3_kernel == 3 and ours.cfg.transform_input == transform_input
+    assert _max_diff(tv, ours, torch.randn(1, 3, 64, 64)) <= 1e-5
+    assert cnnlab.complexity(ours).params == 6_624_904
+
+
+def test_googlenet_port_refuses_auxiliary_classifiers():
+    tv = torchvision.models.googlenet(init_weights=False)  # aux_logits=True by default
+    with pytest.raises(ValueError, match="aux_logits=False"):
+        cnnlab.from_torchvision(tv)
+
+
+def test_googlenet_inception_concatenates_branches():
+    m = GoogLeNetInception(192, 64, 96, 128, 16, 32, 32, branch3_kernel=5)
+    assert m.branch3[1].conv.kernel_size == (5, 5) and m.c_out == 256
+    assert m(torch.randn(1, 192, 7, 7)).shape == (1, 256, 7, 7)
+
+
+def test_googlenet_bad_input():
+    with pytest.raises(ValueError, match="branch3_kernel must be 5 .* or 3 .*, got 7"):
+        model_config("googlenet", branch3_kernel=7)
+    with pytest.raises(ValueError, match=r"branch widths must be >= 1, got \{'c5r': 0\}"):
+        GoogLeNetInception(192, 64, 96, 128, 0, 32, 32)
+
+
+def test_transform_input_analytic_equals_traced():
+    net = cnnlab.create_model("googlenet_tv", transform_input=True)
+    c, t = cnnlab.complexity(net, (3, 64, 64)), traced_counts(net, (3, 64, 64))
+    assert (c.params, c.macs, c.memory_access) == (t.params, t.macs, t.memory_access)
+    plain = cnnlab.complexity("googlenet_tv", (3, 64, 64))
+    assert c.memory_access - plain.memory_access == 4 * 3 * 64 * 64 + 6
