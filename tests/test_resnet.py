@@ -153,6 +153,12 @@ def test_torchvision_port_identical(tv_name):
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in tv.parameters())
 
 
+def test_dilated_torchvision_resnet_is_refused():
+    tv = torchvision.models.resnet50(replace_stride_with_dilation=[False, False, True])
+    with pytest.raises(ValueError, match="dilated ResNet.*layer4.1.conv2"):
+        cnnlab.from_torchvision(tv)
+
+
 def _copy_in_order(src: nn.Module, dst: nn.Module) -> None:
     s, d = src.state_dict(), dst.state_dict()
     assert [v.shape for v in s.values()] == [v.shape for v in d.values()]

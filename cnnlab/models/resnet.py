@@ -124,6 +124,14 @@ FAMILY = Family("resnet", ResNetConfig, plan)
 def _torchvision_config(tv: nn.Module) -> ResNetConfig:
     """Block type, blocks per stage, groups and width per group read off a torchvision ResNet."""
     block = type(tv.layer1[0]).__name__
+    dilated = [
+        n for n, m in tv.named_modules() if isinstance(m, nn.Conv2d) and m.dilation != (1, 1)
+    ]
+    if dilated:
+        raise ValueError(
+            f"cannot port a dilated ResNet (replace_stride_with_dilation): {dilated[0]} has "
+            f"dilation; build it without dilation"
+        )
     return ResNetConfig(
         num_classes=tv.fc.out_features,
         in_chans=tv.conv1.in_channels,
