@@ -2,7 +2,8 @@
 
 The architecture is read off the torchvision module (widths, repeats, strides, expansions) and
 the weights are copied tensor by tensor in registration order, each shape checked, so the eval
-outputs are identical. Supported: ``ShuffleNetV2`` (as layout="torchvision") and ``MobileNetV2``.
+outputs are identical. Each family registers its converter with :func:`register_port`; this file
+holds ``ShuffleNetV2`` (as layout="torchvision") and ``MobileNetV2``.
 """
 
 from __future__ import annotations
