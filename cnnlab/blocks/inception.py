@@ -10,6 +10,7 @@ from collections import OrderedDict
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from cnnlab.ops.cost import Cx, act_cx, concat_cx, conv2d_cx, norm_cx, pool_cx
 
@@ -130,3 +131,182 @@ def _check_googlenet(c1, c3r, c3, c5r, c5, pool_proj, branch3_kernel) -> None:
             f"GoogLeNet Inception: branch3_kernel must be 5 (the paper) or 3 (torchvision), "
             f"got {branch3_kernel}"
         )
+
+
+# An Inception v3 module as a small graph: nodes (name, source, op, args) run in order, where the
+# source is "x" (the module input) or an earlier node, op is "conv" (c_out, k, stride, padding),
+# "avg" or "max" (k, stride, padding); the output concatenates the listed nodes. Conv nodes are
+# registered in node order, which is torchvision's order, so a port can copy tensors by order.
+Node = tuple[str, str, str, tuple]
+
+
+class InceptionV3Module(nn.Module):
+    """An Inception v3 module (Szegedy et al. 2016, Fig. 5-7, 10): parallel branches, one concat."""
+
+    def __init__(self, c_in: int, **widths: int) -> None:
+        super().__init__()
+        nodes, self.outputs = self.graph(c_in, **widths)
+        self.nodes = [(name, src, op, args) for name, src, op, args in nodes]
+        c = {"x": c_in}
+        for name, src, op, args in nodes:
+            if op == "conv":
+                c_out, k, stride, padding = args
+                self.add_module(name, BasicConv(c[src], c_out, k, stride, padding))
+            c[name] = args[0] if op == "conv" else c[src]
+        self.c_out = sum(c[n] for n in self.outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = {"x": x}
+        for name, src, op, args in self.nodes:
+            if op == "conv":
+                y[name] = getattr(self, name)(y[src])
+            elif op == "avg":
+                y[name] = F.avg_pool2d(y[src], *args)
+            else:
+                y[name] = F.max_pool2d(y[src], *args)
+        return torch.cat([y[n] for n in self.outputs], 1)
+
+    @classmethod
+    def complexity(cls, cx: Cx, c_in: int, **widths: int) -> Cx:
+        nodes, outputs = cls.graph(c_in, **widths)
+        y = {"x": cx.branch()}  # each node's output shape and its own cost only
+        for name, src, op, args in nodes:
+            if op == "conv":
+                c_out, k, stride, padding = args
+                y[name] = BasicConv.complexity(y[src].branch(), y[src].c, c_out, k, stride, padding)
+            else:
+                y[name] = pool_cx(y[src].branch(), *args)
+        out = concat_cx(cx, [y[n] for n in outputs])
+        inner = [y[name] for name, *_ in nodes if name not in outputs]
+        return out.merge(inner, out.c, out.h, out.w)
+
+    @staticmethod
+    def graph(c_in: int, **widths: int) -> tuple[list[Node], tuple[str, ...]]:
+        raise NotImplementedError
+
+
+def _conv(name: str, src: str, c_out: int, k: Pair = 1, stride: int = 1, padding: Pair = 0) -> Node:
+    return (name, src, "conv", (c_out, k, stride, padding))
+
+
+class InceptionA(InceptionV3Module):
+    """Fig. 5 (35x35): 1x1 | 1x1-5x5 | 1x1-3x3-3x3 | 3x3 avg pool-1x1 (pool_features)."""
+
+    @staticmethod
+    def graph(c_in: int, pool_features: int) -> tuple[list[Node], tuple[str, ...]]:
+        _check_width("InceptionA", pool_features=pool_features)
+        nodes = [
+            _conv("branch1x1", "x", 64),
+            _conv("branch5x5_1", "x", 48),
+            _conv("branch5x5_2", "branch5x5_1", 64, 5, 1, 2),
+            _conv("branch3x3dbl_1", "x", 64),
+            _conv("branch3x3dbl_2", "branch3x3dbl_1", 96, 3, 1, 1),
+            _conv("branch3x3dbl_3", "branch3x3dbl_2", 96, 3, 1, 1),
+            ("pool", "x", "avg", (3, 1, 1)),
+            _conv("branch_pool", "pool", pool_features),
+        ]
+        return nodes, ("branch1x1", "branch5x5_2", "branch3x3dbl_3", "branch_pool")
+
+
+class InceptionB(InceptionV3Module):
+    """Grid reduction 35 -> 17 (Fig. 10): 3x3/2 | 1x1-3x3-3x3/2 | 3x3/2 max pool."""
+
+    @staticmethod
+    def graph(c_in: int) -> tuple[list[Node], tuple[str, ...]]:
+        nodes = [
+            _conv("branch3x3", "x", 384, 3, 2),
+            _conv("branch3x3dbl_1", "x", 64),
+            _conv("branch3x3dbl_2", "branch3x3dbl_1", 96, 3, 1, 1),
+            _conv("branch3x3dbl_3", "branch3x3dbl_2", 96, 3, 2),
+            ("pool", "x", "max", (3, 2, 0)),
+        ]
+        return nodes, ("branch3x3", "branch3x3dbl_3", "pool")
+
+
+class InceptionC(InceptionV3Module):
+    """Fig. 6 (17x17), n=7: 1x1 | 1x1-1x7-7x1 | 1x1-7x1-1x7-7x1-1x7 | avg pool-1x1 (c7 inner)."""
+
+    @staticmethod
+    def graph(c_in: int, c7: int) -> tuple[list[Node], tuple[str, ...]]:
+        _check_width("InceptionC", c7=c7)
+        row, col = ((1, 7), (0, 3)), ((7, 1), (3, 0))
+        nodes = [
+            _conv("branch1x1", "x", 192),
+            _conv("branch7x7_1", "x", c7),
+            _conv("branch7x7_2", "branch7x7_1", c7, row[0], 1, row[1]),
+            _conv("branch7x7_3", "branch7x7_2", 192, col[0], 1, col[1]),
+            _conv("branch7x7dbl_1", "x", c7),
+            _conv("branch7x7dbl_2", "branch7x7dbl_1", c7, col[0], 1, col[1]),
+            _conv("branch7x7dbl_3", "branch7x7dbl_2", c7, row[0], 1, row[1]),
+            _conv("branch7x7dbl_4", "branch7x7dbl_3", c7, col[0], 1, col[1]),
+            _conv("branch7x7dbl_5", "branch7x7dbl_4", 192, row[0], 1, row[1]),
+            ("pool", "x", "avg", (3, 1, 1)),
+            _conv("branch_pool", "pool", 192),
+        ]
+        return nodes, ("branch1x1", "branch7x7_3", "branch7x7dbl_5", "branch_pool")
+
+
+class InceptionD(InceptionV3Module):
+    """Grid reduction 17 -> 8: 1x1-3x3/2 | 1x1-1x7-7x1-3x3/2 | 3x3/2 max pool."""
+
+    @staticmethod
+    def graph(c_in: int) -> tuple[list[Node], tuple[str, ...]]:
+        nodes = [
+            _conv("branch3x3_1", "x", 192),
+            _conv("branch3x3_2", "branch3x3_1", 320, 3, 2),
+            _conv("branch7x7x3_1", "x", 192),
+            _conv("branch7x7x3_2", "branch7x7x3_1", 192, (1, 7), 1, (0, 3)),
+            _conv("branch7x7x3_3", "branch7x7x3_2", 192, (7, 1), 1, (3, 0)),
+            _conv("branch7x7x3_4", "branch7x7x3_3", 192, 3, 2),
+            ("pool", "x", "max", (3, 2, 0)),
+        ]
+        return nodes, ("branch3x3_2", "branch7x7x3_4", "pool")
+
+
+class InceptionE(InceptionV3Module):
+    """Fig. 7 (8x8): 1x1 | 1x1-(1x3, 3x1) | 1x1-3x3-(1x3, 3x1) | avg pool-1x1; one flat concat."""
+
+    @staticmethod
+    def graph(c_in: int) -> tuple[list[Node], tuple[str, ...]]:
+        nodes = [
+            _conv("branch1x1", "x", 320),
+            _conv("branch3x3_1", "x", 384),
+            _conv("branch3x3_2a", "branch3x3_1", 384, (1, 3), 1, (0, 1)),
+            _conv("branch3x3_2b", "branch3x3_1", 384, (3, 1), 1, (1, 0)),
+            _conv("branch3x3dbl_1", "x", 448),
+            _conv("branch3x3dbl_2", "branch3x3dbl_1", 384, 3, 1, 1),
+            _conv("branch3x3dbl_3a", "branch3x3dbl_2", 384, (1, 3), 1, (0, 1)),
+            _conv("branch3x3dbl_3b", "branch3x3dbl_2", 384, (3, 1), 1, (1, 0)),
+            ("pool", "x", "avg", (3, 1, 1)),
+            _conv("branch_pool", "pool", 192),
+        ]
+        outputs = ("branch1x1", "branch3x3_2a", "branch3x3_2b", "branch3x3dbl_3a")
+        return nodes, (*outputs, "branch3x3dbl_3b", "branch_pool")
+
+
+class AuxClassifier(nn.Module):
+    """Auxiliary classifier (Szegedy et al. 2016, §6): 5x5/3 avg pool, 1x1 (128), 5x5 (768), FC.
+
+    It passes its input through unchanged; in training mode it also computes the auxiliary logits
+    into ``self.logits`` (for an extra loss term). In eval it does nothing, so only its
+    parameters are counted.
+    """
+
+    def __init__(self, c_in: int, num_classes: int) -> None:
+        super().__init__()
+        self.conv0 = BasicConv(c_in, 128, 1)
+        self.conv1 = BasicConv(128, 768, 5)
+        self.fc = nn.Linear(768, num_classes)
+        self.logits: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            y = self.conv1(self.conv0(F.avg_pool2d(x, 5, 3)))
+            self.logits = self.fc(y.mean((2, 3)))
+        return x
+
+    @staticmethod
+    def complexity(cx: Cx, c_in: int, num_classes: int) -> Cx:
+        conv0 = c_in * 128 + 2 * 128
+        conv1 = 128 * 768 * 25 + 2 * 768
+        return cx.add(params=conv0 + conv1 + 768 * num_classes + num_classes)

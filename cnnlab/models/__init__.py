@@ -3,6 +3,7 @@
 from cnnlab.models import (  # noqa: F401  (importing a family registers its variants)
     densenet,
     googlenet,
+    inception_v3,
     mobilenet_v1,
     mobilenet_v2,
     resnet,
