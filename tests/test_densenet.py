@@ -3,22 +3,12 @@
 import pytest
 import torch
 import torchvision
-from torch import nn
 
 import cnnlab
 from cnnlab.blocks.dense import DenseLayer, Transition
 from cnnlab.models import model_config
 from cnnlab.ops.cost import Cx
-
-
-def _randomise_bn(model: nn.Module) -> None:
-    g = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+from tests.bn import randomise_bn
 
 
 @pytest.mark.parametrize("name", ["densenet121", "densenet169", "densenet201", "densenet161"])
@@ -31,7 +21,7 @@ def test_counts_equal_torchvision_weight_metadata(name):
 
 def test_densenet121_port_gives_identical_outputs():
     tv = torchvision.models.densenet121().eval()
-    _randomise_bn(tv)
+    randomise_bn(tv)
     ours = cnnlab.from_torchvision(tv).eval()
     assert ours.cfg.growth == 32 and ours.cfg.blocks == (6, 12, 24, 16)
     assert ours.cfg.compression == 0.5 and ours.cfg.bn_size == 4

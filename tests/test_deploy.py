@@ -6,32 +6,22 @@ from torch import nn
 
 import cnnlab
 from cnnlab.analysis.deploy import OnnxRuntimeModule, deploy, fold_batch_norms, fold_conv_bn
+from tests.bn import randomise_bn
 
 SMALL = dict(input_size=(3, 32, 32), batch_size=2)
-
-
-def _randomised(model):
-    g = torch.Generator().manual_seed(3)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g))
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.randn(m.num_features, generator=g))
-            m.bias.data.copy_(torch.randn(m.num_features, generator=g))
-    return model.eval()
 
 
 @pytest.mark.parametrize("bias,groups", [(False, 1), (True, 1), (False, 4)])
 def test_fold_conv_bn_equals_conv_then_bn(bias, groups):
     conv = nn.Conv2d(8, 12, 3, padding=1, bias=bias, groups=groups)
-    bn = _randomised(nn.Sequential(nn.BatchNorm2d(12)))[0]
+    bn = randomise_bn(nn.Sequential(nn.BatchNorm2d(12)))[0]
     x = torch.randn(2, 8, 9, 9)
     with torch.no_grad():
         torch.testing.assert_close(fold_conv_bn(conv, bn)(x), bn(conv(x)), atol=1e-5, rtol=1e-5)
 
 
 def test_fold_batch_norms_counts_and_keeps_outputs():
-    model = _randomised(cnnlab.create_model("shufflenet_v2_x0_5"))
+    model = randomise_bn(cnnlab.create_model("shufflenet_v2_x0_5"))
     n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     folded, n_folded, n_left = fold_batch_norms(model)
     assert (n_folded, n_left) == (n_bn, 0)
@@ -50,7 +40,7 @@ def test_a_bn_not_after_a_conv_stays():
 @pytest.mark.parametrize("backend", ["eager", "onnxruntime"])
 def test_backends_equal_the_original(backend):
     pytest.importorskip("onnxruntime")
-    model = _randomised(cnnlab.create_model("mobilenet_v2_x0_35"))
+    model = randomise_bn(cnnlab.create_model("mobilenet_v2_x0_35"))
     out = deploy(model, backend=backend, threads=1, **SMALL)
     report = out.deploy_report
     assert report.backend == backend and report.reason == "requested"
@@ -62,7 +52,7 @@ def test_backends_equal_the_original(backend):
 
 
 def test_compile_backend_on_a_tiny_model():
-    model = _randomised(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()))
+    model = randomise_bn(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()))
     out = deploy(model, backend="compile", threads=1, input_size=(3, 8, 8), batch_size=1)
     x = torch.randn(1, 3, 8, 8)
     with torch.no_grad():
@@ -106,7 +96,7 @@ def test_measure_latency_takes_the_backend():
 def test_bn_variants_fold_like_bn():
     from cnnlab.ops.norm import convert_norm
 
-    model = _randomised(cnnlab.create_model("shufflenet_v2_x0_5"))
+    model = randomise_bn(cnnlab.create_model("shufflenet_v2_x0_5"))
     for kind in ("brn", "ghost", "distributed"):
         converted = convert_norm(model, kind).eval()
         folded, n_folded, n_left = fold_batch_norms(converted)

@@ -9,16 +9,7 @@ import cnnlab
 from cnnlab.analysis.trace import traced_counts
 from cnnlab.blocks.inception import AuxClassifier, GoogLeNetInception, InceptionC, InceptionE
 from cnnlab.models import get_entry, model_config
-
-
-def _randomise_bn(model: nn.Module) -> None:
-    g = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+from tests.bn import randomise_bn
 
 
 def _max_diff(tv: nn.Module, ours: nn.Module, x: torch.Tensor) -> float:
@@ -44,7 +35,7 @@ def test_googlenet_port_gives_identical_outputs(transform_input):
     tv = torchvision.models.googlenet(
         aux_logits=False, init_weights=False, transform_input=transform_input
     ).eval()
-    _randomise_bn(tv)
+    randomise_bn(tv)
     ours = cnnlab.from_torchvision(tv).eval()
     assert ours.cfg.branch3_kernel == 3 and ours.cfg.transform_input == transform_input
     assert _max_diff(tv, ours, torch.randn(1, 3, 64, 64)) <= 1e-5
@@ -90,7 +81,7 @@ def test_inception_v3_equals_torchvision_weight_metadata():
 @pytest.mark.parametrize("aux", [False, True])
 def test_inception_v3_port_gives_identical_outputs(aux):
     tv = torchvision.models.inception_v3(aux_logits=aux, init_weights=False).eval()
-    _randomise_bn(tv)
+    randomise_bn(tv)
     ours = cnnlab.from_torchvision(tv).eval()
     assert ours.cfg.aux == aux
     n_params = sum(p.numel() for p in ours.parameters())

@@ -12,7 +12,7 @@ from cnnlab.models import create_model, model_config
 from cnnlab.models.net import plan_cost
 from cnnlab.models.resnet import FAMILY
 from cnnlab.ops.se import SqueezeExcite
-from tests.test_torchvision_port import _randomise_bn
+from tests.bn import randomise_bn
 
 
 def _macs_params(name, **kw):
@@ -144,7 +144,7 @@ def test_bad_config_values():
 @pytest.mark.parametrize("tv_name", ["resnet18", "resnet50", "resnext50_32x4d"])
 def test_torchvision_port_identical(tv_name):
     tv = torchvision.models.get_model(tv_name, weights=None).eval()
-    _randomise_bn(tv)
+    randomise_bn(tv)
     ours = cnnlab.from_torchvision(tv).eval()
     assert ours.cfg == model_config(tv_name)
     x = torch.randn(1, 3, 224, 224)
@@ -172,7 +172,7 @@ def _copy_in_order(src: nn.Module, dst: nn.Module) -> None:
 def test_timm_senet_copy_identical(timm_name, name):
     """SENet's released architectures (timm's Cadene port): same tensors in order, same outputs."""
     ref = timm.create_model(timm_name).eval()
-    _randomise_bn(ref)
+    randomise_bn(ref)
     ours = create_model(name).eval()
     _copy_in_order(ref, ours)
     x = torch.randn(1, 3, 112, 112)  # Caffe's unpadded ceil-mode pool: other windows than pad 1

@@ -3,9 +3,9 @@
 import pytest
 import torch
 import torchvision
-from torch import nn
 
 import cnnlab
+from tests.bn import randomise_bn
 
 TV_MODELS = [
     "shufflenet_v2_x0_5",
@@ -16,21 +16,10 @@ TV_MODELS = [
 ]
 
 
-def _randomise_bn(model: nn.Module) -> None:
-    """Give every BN non-trivial statistics and affine terms so the port is really tested."""
-    g = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-
-
 @pytest.mark.parametrize("tv_name", TV_MODELS)
 def test_port_gives_identical_outputs(tv_name):
     tv = torchvision.models.get_model(tv_name, weights=None).eval()
-    _randomise_bn(tv)
+    randomise_bn(tv)
     ours = cnnlab.from_torchvision(tv).eval()
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():

@@ -9,15 +9,15 @@ and their deployed versions are timed side by side (interleaved, same input) at 
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cnnlab.analysis.complexity import complexity
 from cnnlab.analysis.deploy import deploy
+from cnnlab.analysis.io import atomic_write, save_figure
 from cnnlab.analysis.latency import check_settings, compare_latency
 from cnnlab.models import create_model, get_entry
 
@@ -183,18 +183,6 @@ def _bench_group(level, entries, batch, device, threads, backend, rounds, min_se
     return rows
 
 
-def _atomic_write(path: Path, write: Callable) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def write_bench(rows: list[BenchRow], out_dir: Path) -> dict[str, Path]:
     """Write bench.csv, bench.json and bench.png (latency against MACs) into ``out_dir``."""
     out_dir = Path(out_dir)
@@ -205,13 +193,12 @@ def write_bench(rows: list[BenchRow], out_dir: Path) -> dict[str, Path]:
         "png": out_dir / "bench.png",
     }
 
-    def write_csv(f):
-        w = csv.DictWriter(f, fieldnames=list(records[0]))
-        w.writeheader()
-        w.writerows(records)
-
-    _atomic_write(paths["csv"], write_csv)
-    _atomic_write(paths["json"], lambda f: json.dump(records, f, indent=2))
+    table = io.StringIO()
+    w = csv.DictWriter(table, fieldnames=list(records[0]))
+    w.writeheader()
+    w.writerows(records)
+    atomic_write(paths["csv"], table.getvalue())
+    atomic_write(paths["json"], json.dumps(records, indent=2))
     plot_bench(rows, paths["png"])
     return paths
 
@@ -247,8 +234,5 @@ def plot_bench(rows: list[BenchRow], path: Path) -> None:
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    save_figure(fig, path, bbox_inches=None)
     plt.close(fig)
-    os.replace(tmp, path)

@@ -20,9 +20,7 @@ mostly in the overhead share; ``measure_latency`` gives the unprofiled time.
 from __future__ import annotations
 
 import copy
-import io
 import os
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 
+from cnnlab.analysis.io import atomic_write, save_figure  # noqa: F401  (re-exported)
 from cnnlab.analysis.latency import LatencySettings, Runner, check_device, check_settings
 from cnnlab.analysis.latency import num_threads as fixed_threads
 
@@ -291,28 +290,6 @@ def runtime_breakdown(
         size, batch_size, str(dev), n_threads, False, "float32", "inference", label
     )
     return Breakdown({c: v / n / 1e3 for c, v in us.items()}, total / n / 1e3, n, settings)
-
-
-def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as f:  # created with the user's umask, unlike mkstemp's 0600
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def save_figure(fig, path: str | os.PathLike) -> Path:
-    """Render a matplotlib figure to PNG and write it atomically."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    return atomic_write(path, buf.getvalue())
 
 
 _COLORS = {

@@ -16,13 +16,13 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from torch import nn
 
+from cnnlab.analysis.io import atomic_write
 from cnnlab.analysis.latency import check_device, check_settings, compare_latency
 from cnnlab.blocks.guideline_nets import (
     INPUT_HW,
@@ -341,19 +341,6 @@ def run_guidelines(
 # ---- outputs: CSV, JSON, plot -------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def results_csv(results: GuidelineResults) -> str:
     """One line per network: cost, our speed, the paper's speeds."""
     buf = io.StringIO()
@@ -426,9 +413,9 @@ def write_guidelines(results: GuidelineResults, out_dir: str | os.PathLike) -> d
     png = io.BytesIO()
     plot_guidelines(results).savefig(png, format="png", dpi=110)
     return {
-        "csv": _atomic_write(out / "guidelines.csv", results_csv(results).encode()),
-        "json": _atomic_write(
+        "csv": atomic_write(out / "guidelines.csv", results_csv(results).encode()),
+        "json": atomic_write(
             out / "guidelines.json", json.dumps(results.as_dict(), indent=2).encode()
         ),
-        "png": _atomic_write(out / "guidelines.png", png.getvalue()),
+        "png": atomic_write(out / "guidelines.png", png.getvalue()),
     }

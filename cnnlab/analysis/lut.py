@@ -19,7 +19,6 @@ import json
 import math
 import os
 import platform
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -29,6 +28,7 @@ import torch
 import torchvision
 from torch import nn
 
+from cnnlab.analysis.io import atomic_write
 from cnnlab.analysis.latency import check_device, check_settings, measure_latency
 from cnnlab.analysis.opsig import OpSig, extract_ops
 
@@ -72,17 +72,7 @@ class LatencyTable:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the table as JSON atomically (temporary file in the same folder, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_dict(), f, indent=1)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write(path, json.dumps(self.to_dict(), indent=1))
 
     def mismatches(
         self,
