@@ -156,8 +156,8 @@ def _candidate(name: str, folded: nn.Module, x: torch.Tensor, threads: int | Non
         return OnnxRuntimeModule(folded, x, n)
 
 
-def _available(name: str, dev: torch.device) -> bool:
-    """Whether "auto" should try ``name`` here: ONNX Runtime only on the CPU, when installed."""
+def backend_available(name: str, dev: torch.device) -> bool:
+    """Whether backend ``name`` can run here: ONNX Runtime only on the CPU, when installed."""
     if name != "onnxruntime":
         return True
     if dev.type != "cpu":
@@ -208,7 +208,9 @@ def deploy(
     if backend in ("eager", "compile", "auto"):  # the layout is measured only where it is used
         modules["eager"], cl = _eager_layout(folded, x, threads)
     for name in ("compile", "onnxruntime"):
-        if backend == name or (backend == "auto" and name in candidates and _available(name, dev)):
+        if backend == name or (
+            backend == "auto" and name in candidates and backend_available(name, dev)
+        ):
             modules[name] = _candidate(name, folded, x, threads, cl)
     medians: dict[str, float] = {}
     if backend == "auto":

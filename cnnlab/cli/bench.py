@@ -12,7 +12,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cnnlab.analysis.bench import bench_levels, run_bench, write_bench
-from cnnlab.analysis.deploy import BACKENDS
+from cnnlab.analysis.deploy import BACKENDS, backend_available
 from cnnlab.analysis.latency import check_device
 from cnnlab.cli.app import AsJson, InputSize, UsageError, app, console, parse_input_size
 
@@ -36,8 +36,11 @@ def bench(
     threads: Annotated[int | None, typer.Option(help="intra-op threads (default: torch's)")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     backend: Annotated[
-        str, typer.Option(help="deploy backend for the deployed column")
-    ] = "onnxruntime",
+        str | None,
+        typer.Option(
+            help="deploy backend of the deployed column (default: onnxruntime if installed, else eager)"
+        ),
+    ] = None,
     rounds: Annotated[int, typer.Option(help="interleaved rounds per comparison (>= 3)")] = 10,
     out: Annotated[Path, typer.Option(help="folder for bench.csv, bench.json, bench.png")] = Path(
         "cnnlab-out/bench"
@@ -50,7 +53,9 @@ def bench(
     size = parse_input_size(input_size)
     if size is not None and size[1] != size[2]:
         raise UsageError(f"bench takes square inputs; got --input-size {input_size}")
-    check_device(device)
+    dev = check_device(device)
+    if backend is None:
+        backend = "onnxruntime" if backend_available("onnxruntime", dev) else "eager"
     if backend not in BACKENDS:
         raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     steps = len(bench_levels(models)) * len(sizes)
