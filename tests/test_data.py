@@ -12,7 +12,13 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnlab.train.data import DATA_STATS, DataSpec, build_loaders, parse_data_spec
+from cnnlab.train.data import (
+    DATA_STATS,
+    DataSpec,
+    SmallImageTransform,
+    build_loaders,
+    parse_data_spec,
+)
 from cnnlab.train.datasets import (
     load_cifar_pickles,
     load_class_folder,
@@ -245,3 +251,17 @@ def test_unsafe_bytes_never_execute(tmp_path, capfd):
     with pytest.raises(ValueError, match="refused global posix.system|refused global nt.system"):
         load_cifar_pickles(tmp_path, 10, False)
     assert "pwned" not in capfd.readouterr().out
+
+
+def test_small_image_augment_is_a_shift_or_flip_of_the_padded_image():
+    image = torch.randint(1, 256, (3, 6, 6), dtype=torch.uint8)
+    augment = SmallImageTransform((0.0,) * 3, (1 / 255,) * 3, pad=2, flip=True)  # x -> pixel
+    padded = torch.nn.functional.pad(image, (2, 2, 2, 2)).float()
+    windows = [padded[:, i : i + 6, j : j + 6] for i in range(5) for j in range(5)]
+    windows += [w.flip(-1) for w in windows]
+    seen = set()
+    for _ in range(60):
+        out = augment(image)
+        (k,) = [k for k, w in enumerate(windows) if torch.allclose(out, w, atol=1e-3)]
+        seen.add(k)
+    assert len(seen) > 20  # both shifts and flips occur

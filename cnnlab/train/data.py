@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.transforms import v2
@@ -128,13 +129,42 @@ def build_transforms(kind: str, native_size: int, image_size: int | None, augmen
             [v2.ToImage(), *train, *finish] if augment else [v2.ToImage(), *val, *finish]
         ), v2.Compose([v2.ToImage(), *val, *finish])
     size = image_size or native_size  # small images keep their size: no upscaling to 224
-    resize = [v2.Resize(size, antialias=True)] if size != native_size else []
-    if kind in ("cifar10", "cifar100"):
-        aug = [v2.RandomCrop(size, padding=4), v2.RandomHorizontalFlip()]  # He et al. 2016, §4.2
-    else:
-        aug = [v2.RandomCrop(size, padding=SHIFT_PAD[kind])]  # small random shift
+    cifar = kind in ("cifar10", "cifar100")
+    pad = 4 if cifar else SHIFT_PAD[kind]  # CIFAR: He et al. 2016, §4.2; else a small shift
+    if size == native_size:  # the fast path: ~10x cheaper per image than the v2 pipeline
+        train = SmallImageTransform(mean, std, pad if augment else 0, flip=cifar and augment)
+        return train, SmallImageTransform(mean, std)
+    resize = [v2.Resize(size, antialias=True)]
+    aug = [v2.RandomCrop(size, padding=pad)] + ([v2.RandomHorizontalFlip()] if cifar else [])
     train = [v2.ToImage(), *resize, *(aug if augment else []), *finish]
     return v2.Compose(train), v2.Compose([v2.ToImage(), *resize, *finish])
+
+
+class SmallImageTransform:
+    """Random shift (zero-pad `pad`, crop back) [+ horizontal flip], then (x / 255 - mean) / std."""
+
+    def __init__(self, mean, std, pad: int = 0, flip: bool = False):
+        self.mean = torch.tensor(mean).view(-1, 1, 1)
+        self.std = torch.tensor(std).view(-1, 1, 1)
+        self.pad, self.flip = pad, flip
+
+    def __call__(self, image) -> torch.Tensor:
+        x = image if isinstance(image, torch.Tensor) else pil_to_uint8(image)
+        if self.pad:
+            h, w = x.shape[-2:]
+            x = torch.nn.functional.pad(x, (self.pad,) * 4)
+            i, j = torch.randint(0, 2 * self.pad + 1, (2,)).tolist()
+            x = x[:, i : i + h, j : j + w]
+        if self.flip and torch.rand(()) < 0.5:
+            x = x.flip(-1)
+        return (x.float() / 255 - self.mean) / self.std
+
+
+def pil_to_uint8(image) -> torch.Tensor:
+    """PIL image -> uint8 tensor C x H x W."""
+    array = np.asarray(image, dtype=np.uint8)
+    array = array[:, :, None] if array.ndim == 2 else array
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
 # --- loaders ------------------------------------------------------------------------------------
