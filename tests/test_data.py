@@ -169,6 +169,7 @@ def test_cifar_jpeg_tar_layout_loads_normalised(tmp_path):
             tar.add(tmp_path / "unpacked" / split, arcname=split)
     train, val, num_classes, in_chans = build_loaders(f"cifar10:{tmp_path}", batch_size=4)
     assert (num_classes, in_chans, len(train.dataset), len(val.dataset)) == (10, 3, 10, 10)
+    assert val.dataset.images.shape == (10, 3, 32, 32)  # decoded once, not per epoch
     x, y = next(iter(val))
     assert x.dtype == torch.float32 and x.shape == (4, 3, 32, 32) and y.tolist() == [0, 1, 2, 3]
     mean, std = DATA_STATS["cifar10"]
@@ -265,3 +266,11 @@ def test_small_image_augment_is_a_shift_or_flip_of_the_padded_image():
         (k,) = [k for k, w in enumerate(windows) if torch.allclose(out, w, atol=1e-3)]
         seen.add(k)
     assert len(seen) > 20  # both shifts and flips occur
+
+
+def test_cifar_folder_of_wrong_size_images_is_refused(tmp_path):
+    names = [f"c{i}" for i in range(10)]
+    write_image_tree(tmp_path, "train", names, per_class=1, size=8)
+    write_image_tree(tmp_path, "test", names, per_class=1, size=8)
+    with pytest.raises(ValueError, match=r"c0/0000\.png: image 8x8, expected 32x32"):
+        build_loaders(f"cifar10:{tmp_path}", batch_size=2)

@@ -93,7 +93,7 @@ def _load_cifar(root: Path, num_classes: int) -> tuple[Dataset, Dataset, int, in
     train, val, found, chans = _load_folders(root, ("train",), ("test", "val"))
     if found != num_classes:
         raise ValueError(f"{root}: {found} class folders, expected {num_classes} for CIFAR")
-    return train, val, found, chans
+    return ds.decode_to_arrays(train, 32), ds.decode_to_arrays(val, 32), found, chans
 
 
 def _load_folders(root: Path, train_names, val_names) -> tuple[Dataset, Dataset, int, int]:

@@ -281,3 +281,22 @@ def load_split_dir_or_tar(root: Path, split: str, mode: str = "RGB") -> ImageLis
         if (root / f"{split}{suffix}").is_file():
             return load_class_tar(root / f"{split}{suffix}", mode)
     return None
+
+
+def decode_to_arrays(images: ImageListDataset, size: int) -> ArrayDataset:
+    """Decode every image once into uint8 N x C x size x size (CIFAR JPEGs: decode once, not per epoch)."""
+    decoded = []
+    for i in range(len(images)):
+        array = np.asarray(images[i][0], dtype=np.uint8)
+        if array.shape[:2] != (size, size):
+            raise ValueError(
+                f"{_name(images.items[i])}: image {array.shape[1]}x{array.shape[0]}, "
+                f"expected {size}x{size}"
+            )
+        decoded.append(array[:, :, None] if array.ndim == 2 else array)
+    pixels = torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2).contiguous()
+    return ArrayDataset(pixels, torch.tensor(images.labels))
+
+
+def _name(item) -> str:
+    return str(item) if not isinstance(item, bytes) else "an archived image"
