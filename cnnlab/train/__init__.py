@@ -1,12 +1,11 @@
-"""Layer 4: training helpers (GradNorm multi-task loss balancing; loops and optimizers to come)."""
+"""Layer 4: training: data (embedded digits, MNIST, CIFAR, folders), LARS, the large-batch
+schedules (Goyal et al. 2017; You et al. 2017; Smith et al. 2017) and GradNorm. The loop and
+checkpoints are still to come."""
 
+from cnnlab.train.data import DataSpec, build_loaders, parse_data_spec
 from cnnlab.train.gradnorm import GradNorm
-
-__all__ = ["GradNorm"]
-
-# LARS and the large-batch schedules (You et al. 2017; Goyal et al. 2017; Smith et al. 2017).
-from cnnlab.train.lars import LARS, trust_ratio  # noqa: E402
-from cnnlab.train.schedules import (  # noqa: E402
+from cnnlab.train.lars import LARS, trust_ratio
+from cnnlab.train.schedules import (
     BatchPhase,
     batch_size_schedule,
     lr_at,
@@ -16,14 +15,18 @@ from cnnlab.train.schedules import (  # noqa: E402
     scaled_lr,
 )
 
-__all__ += [
+__all__ = [
     "LARS",
     "BatchPhase",
+    "DataSpec",
+    "GradNorm",
     "batch_size_schedule",
+    "build_loaders",
     "lr_at",
     "lr_lambda",
     "momentum_correction",
     "noise_scale",
+    "parse_data_spec",
     "scaled_lr",
     "trust_ratio",
 ]
