@@ -26,6 +26,18 @@ InputSize = Annotated[
     typer.Option("--input-size", help="CxHxW (e.g. 3x224x224) or one side S for (3, S, S)"),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+BatchSize = Annotated[int, typer.Option("--batch-size", help="images per forward pass")]
+Threads = Annotated[
+    int | None, typer.Option("--threads", help="intra-op threads (default: torch's current count)")
+]
+Device = Annotated[str, typer.Option("--device", help="cpu or cuda")]
+Backend = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        help="deploy backend (eager, compile, onnxruntime, auto); default: the model as built",
+    ),
+]
 
 
 class UsageError(Exception):

@@ -14,7 +14,16 @@ from rich.table import Table
 from cnnlab.analysis.bench import bench_levels, run_bench, write_bench
 from cnnlab.analysis.deploy import BACKENDS, backend_available
 from cnnlab.analysis.latency import check_device
-from cnnlab.cli.app import AsJson, InputSize, UsageError, app, console, parse_input_size
+from cnnlab.cli.app import (
+    AsJson,
+    Device,
+    InputSize,
+    Threads,
+    UsageError,
+    app,
+    console,
+    parse_input_size,
+)
 
 
 def _batch_sizes(text: str) -> list[int]:
@@ -33,8 +42,8 @@ def bench(
         list[str] | None, typer.Argument(help="models (default: the survey's)")
     ] = None,
     batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="comma-separated")] = "1,8",
-    threads: Annotated[int | None, typer.Option(help="intra-op threads (default: torch's)")] = None,
-    device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+    threads: Threads = None,
+    device: Device = "cpu",
     backend: Annotated[
         str | None,
         typer.Option(

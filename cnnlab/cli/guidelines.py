@@ -12,10 +12,20 @@ from rich.table import Table
 
 from cnnlab.analysis.guidelines import TITLES, GuidelineResults, run_guidelines, write_guidelines
 from cnnlab.analysis.lint import GUIDELINES, LintReport, lint
-from cnnlab.cli.app import AsJson, InputSize, UsageError, app, console, parse_input_size
+from cnnlab.cli.app import (
+    AsJson,
+    Backend,
+    BatchSize,
+    Device,
+    InputSize,
+    Threads,
+    UsageError,
+    app,
+    console,
+    parse_input_size,
+)
 
 OptionalInt = Optional[int]  # noqa: UP045  (typer reads annotations at run time on Python 3.10)
-OptionalStr = Optional[str]  # noqa: UP045
 
 
 def _tables(text: str) -> list[str]:
@@ -73,15 +83,13 @@ def _print_guidelines(results: GuidelineResults, files: dict[str, Path]) -> None
 @app.command()
 def guidelines(
     quick: Annotated[bool, typer.Option("--quick", help="x1 only, fewer rounds")] = False,
-    device: Annotated[str, typer.Option("--device", help="cpu or cuda")] = "cpu",
-    batch_size: Annotated[int, typer.Option("--batch-size", help="images per call")] = 1,
-    threads: Annotated[OptionalInt, typer.Option("--threads", help="torch threads")] = None,
+    device: Device = "cpu",
+    batch_size: BatchSize = 1,
+    threads: Threads = None,
     platform: Annotated[
         str, typer.Option("--platform", help="the paper's widths: arm (for a CPU) or gpu")
     ] = "arm",
-    backend: Annotated[
-        OptionalStr, typer.Option("--backend", help="deploy backend; default: as built")
-    ] = None,
+    backend: Backend = None,
     tables: Annotated[str, typer.Option("--tables", help="comma list of G1..G4")] = "G1,G2,G3,G4",
     out: Annotated[Path, typer.Option("--out", help="directory for CSV, JSON and PNG")] = Path(
         "cnnlab-out/guidelines"

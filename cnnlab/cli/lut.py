@@ -27,7 +27,17 @@ from cnnlab.analysis.lut import (
     measure_like,
     predict_latency,
 )
-from cnnlab.cli.app import AsJson, InputSize, UsageError, app, console, parse_input_size
+from cnnlab.cli.app import (
+    AsJson,
+    BatchSize,
+    Device,
+    InputSize,
+    Threads,
+    UsageError,
+    app,
+    console,
+    parse_input_size,
+)
 
 lut_app = typer.Typer(
     no_args_is_help=True,
@@ -42,12 +52,6 @@ QUICK = {"min_samples": 5, "min_seconds": 0.02}
 FULL = {"min_samples": 10, "min_seconds": 0.1}
 CHECKPOINT_EVERY = 20  # operators measured between two saves of a table being built
 
-Device = Annotated[str, typer.Option("--device", help="cpu or cuda")]
-Threads = Annotated[
-    Optional[int],  # noqa: UP045  (typer reads the annotation at run time on Python 3.10)
-    typer.Option("--threads", help="intra-op threads (default: torch's current count)"),
-]
-BatchSize = Annotated[int, typer.Option("--batch-size", help="images per call")]
 LutPath = Annotated[
     Optional[Path],  # noqa: UP045
     typer.Option("--lut", help="table file (default: cnnlab-out/lut/<device>-t<N>-b<B>.json)"),

@@ -13,22 +13,19 @@ from rich.table import Table
 from cnnlab.analysis import breakdown as bd
 from cnnlab.analysis import roofline as rl
 from cnnlab.analysis.latency import check_device, check_settings
-from cnnlab.cli.app import AsJson, InputSize, UsageError, app, console, parse_input_size
+from cnnlab.cli.app import (
+    AsJson,
+    Backend,
+    BatchSize,
+    Device,
+    InputSize,
+    Threads,
+    UsageError,
+    app,
+    console,
+    parse_input_size,
+)
 from cnnlab.models import get_entry
-
-BatchSize = Annotated[int, typer.Option("--batch-size", help="images per forward pass")]
-Threads = Annotated[
-    Optional[int],  # noqa: UP045  (typer reads the annotation at run time on Python 3.10)
-    typer.Option("--threads", help="intra-op threads (default: torch's current setting)"),
-]
-Device = Annotated[str, typer.Option("--device", help="cpu or cuda")]
-Backend = Annotated[
-    Optional[str],  # noqa: UP045
-    typer.Option(
-        "--backend",
-        help="deploy backend (eager, compile, onnxruntime, auto); default: the model as built",
-    ),  # fmt: skip
-]
 
 
 def _out_dir(out: Path | None, command: str) -> Path:
