@@ -30,6 +30,8 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from cnnlab.analysis.trace import tensors_in
+
 GUIDELINES = ("G1", "G2", "G3", "G4")
 RULES = {
     "G1": "equal channel width minimizes MAC",
@@ -94,14 +96,6 @@ class OpRecord:
         return self.kind in ("conv", "linear", "pool")
 
 
-def _tensors(obj) -> list[torch.Tensor]:
-    if isinstance(obj, torch.Tensor):
-        return [obj]
-    if isinstance(obj, (list, tuple)):
-        return [t for o in obj for t in _tensors(o)]
-    return []
-
-
 def _kind(packet) -> str:
     for kind, ops in (
         ("conv", _CONVS),
@@ -138,14 +132,14 @@ class _Recorder(TorchDispatchMode):
         if func.is_view or packet in _NO_TRAFFIC:
             self._propagate(args, out, 0)
             return out
-        ins = _tensors(args) + _tensors(list(kwargs.values()))
-        outs = _tensors(out)
+        ins = tensors_in(args) + tensors_in(list(kwargs.values()))
+        outs = tensors_in(out)
         self._record(packet, args, ins, outs[0] if outs else None, out)
         return out
 
     def _propagate(self, args, out, step: int) -> int:
-        level = max((self._levels.get(id(t), 0) for t in _tensors(args)), default=0) + step
-        for t in _tensors(out):
+        level = max((self._levels.get(id(t), 0) for t in tensors_in(args)), default=0) + step
+        for t in tensors_in(out):
             self._levels[id(t)] = level
             self._alive.append(t)
         return level

@@ -29,6 +29,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
+from cnnlab.analysis.latency import check_settings
 from cnnlab.ops.shuffle import channel_shuffle
 
 aten = torch.ops.aten
@@ -437,13 +438,7 @@ def extract_ops(
     model: nn.Module, input_size: tuple[int, int, int], batch_size: int = 1
 ) -> list[OpSig]:
     """Every operator ``model`` executes in eval mode on one batch, in execution order."""
-    size = tuple(int(v) for v in input_size)
-    if len(size) != 3 or min(size) < 1:
-        raise ValueError(
-            f"input_size must be (channels, height, width), all >= 1; got {input_size}"
-        )
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    size = check_settings(input_size, batch_size, None, "inference")
     param = next(model.parameters(), None)
     x = torch.zeros(batch_size, *size, device=param.device if param is not None else "cpu")
     was_training = model.training

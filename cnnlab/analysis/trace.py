@@ -101,11 +101,12 @@ _MATMULS = {aten.addmm, aten.mm}
 _BATCH_NORMS = {aten._native_batch_norm_legit_no_training, aten.native_batch_norm}
 
 
-def _tensors(obj) -> list[torch.Tensor]:
+def tensors_in(obj) -> list[torch.Tensor]:
+    """The tensors of an ATen call's arguments or outputs (nested lists and tuples flattened)."""
     if isinstance(obj, torch.Tensor):
         return [obj]
     if isinstance(obj, (list, tuple)):
-        return [t for o in obj for t in _tensors(o)]
+        return [t for o in obj for t in tensors_in(o)]
     return []
 
 
@@ -123,7 +124,7 @@ class _MemoryCounter(TorchDispatchMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         packet = func.overloadpacket
-        first = _tensors(out)[0] if _tensors(out) else None
+        first = tensors_in(out)[0] if tensors_in(out) else None
         if packet in _VIEWS:
             return out
         if packet in _BATCH_NORMS:
@@ -137,7 +138,7 @@ class _MemoryCounter(TorchDispatchMode):
             raise NotImplementedError(
                 f"trace: no memory-access rule for ATen operator {func}; add one to cnnlab.analysis.trace"
             )
-        reads = sum(t.numel() for t in _tensors(args) + _tensors(list(kwargs.values())))
+        reads = sum(t.numel() for t in tensors_in(args) + tensors_in(list(kwargs.values())))
         self.memory_access += reads + first.numel()
         # an in-place op (relu_) changes a conv output: a BN after it can no longer be folded
         self._conv_outputs.pop(id(first), None)
