@@ -9,6 +9,7 @@ from cnnlab.analysis.lint import lint
 from cnnlab.analysis.lut import build_lut, evaluate_lut, load_lut, predict_latency
 from cnnlab.analysis.roofline import machine_peak, roofline
 from cnnlab.models import create_model, list_models
+from cnnlab.models.timm_port import from_timm
 from cnnlab.models.torchvision_port import from_torchvision
 from cnnlab.ops.norm import convert_norm
 
@@ -23,6 +24,7 @@ __all__ = [
     "create_model",
     "deploy",
     "evaluate_lut",
+    "from_timm",
     "from_torchvision",
     "lint",
     "list_models",

@@ -1,20 +1,19 @@
 """``from_torchvision``: a torchvision model as the cnnlab network of the same architecture.
 
 The architecture is read off the torchvision module (widths, repeats, strides, expansions) and
-the weights are copied tensor by tensor in registration order, each shape checked, so the eval
-outputs are identical. Each family registers its converter with :func:`register_port`; this file
-holds ``ShuffleNetV2`` (as layout="torchvision") and ``MobileNetV2``.
+the weights are copied tensor by tensor in registration order (:mod:`cnnlab.models.port`). Each
+family registers its converter with :func:`register_port`; this file holds ``ShuffleNetV2`` (as
+layout="torchvision") and ``MobileNetV2``.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from torch import nn
 
 from cnnlab.models.mobilenet_v2 import FAMILY as MOBILENET_V2
 from cnnlab.models.mobilenet_v2 import MobileNetV2Config
-from cnnlab.models.net import Net, NetConfig
+from cnnlab.models.net import Net
+from cnnlab.models.port import Ports, ReadConfig
 from cnnlab.models.registry import Family
 from cnnlab.models.shufflenet_v2 import FAMILY as SHUFFLENET_V2
 from cnnlab.models.shufflenet_v2 import ShuffleNetV2Config
@@ -63,30 +62,12 @@ def _mobilenet_v2_config(tv: nn.Module) -> MobileNetV2Config:
     )
 
 
-def _copy_state(src: nn.Module, dst: nn.Module) -> None:
-    """Copy every parameter and buffer of ``src`` into ``dst`` in order, checking shapes."""
-    s, d = src.state_dict(), dst.state_dict()
-    if len(s) != len(d):
-        raise ValueError(f"cannot port: source has {len(s)} tensors, target {len(d)}")
-    for (ks, vs), (kd, vd) in zip(s.items(), d.items()):
-        if vs.shape != vd.shape:
-            raise ValueError(f"cannot port {ks} {tuple(vs.shape)} into {kd} {tuple(vd.shape)}")
-    dst.load_state_dict(dict(zip(d.keys(), s.values())))
+_TORCHVISION = Ports("torchvision", "from_torchvision")
 
 
-# torchvision class name -> (cnnlab family, function reading the config off the module)
-_PORTS: dict[str, tuple[Family, Callable[[nn.Module], NetConfig]]] = {}
-
-
-def register_port(tv_class: str, family: Family, read_config: Callable[[nn.Module], NetConfig]):
-    """Let ``from_torchvision`` port torchvision's ``tv_class`` into ``family``.
-
-    ``read_config`` reads the architecture off the torchvision module; the family's plan must
-    then register its parameters and buffers in torchvision's order (the copy is by order).
-    """
-    if tv_class in _PORTS:
-        raise ValueError(f"a torchvision port for {tv_class} is already registered")
-    _PORTS[tv_class] = (family, read_config)
+def register_port(tv_class: str, family: Family, read_config: ReadConfig) -> None:
+    """Let ``from_torchvision`` port torchvision's ``tv_class`` into ``family`` (by order)."""
+    _TORCHVISION.register(tv_class, family, read_config)
 
 
 register_port("ShuffleNetV2", SHUFFLENET_V2, _shufflenet_v2_config)
@@ -95,15 +76,4 @@ register_port("MobileNetV2", MOBILENET_V2, _mobilenet_v2_config)
 
 def from_torchvision(tv_module: nn.Module) -> Net:
     """The cnnlab network with the architecture and weights of a torchvision model."""
-    name = type(tv_module).__name__
-    if name not in _PORTS or not type(tv_module).__module__.startswith("torchvision."):
-        raise TypeError(
-            f"from_torchvision supports torchvision's {', '.join(sorted(_PORTS))}, got "
-            f"{name}; build it with cnnlab.create_model instead"
-        )
-    family, read_config = _PORTS[name]
-    cfg = read_config(tv_module)
-    cfg.check()
-    net = Net(cfg, family.plan(cfg))
-    _copy_state(tv_module, net)
-    return net.train(tv_module.training)
+    return _TORCHVISION.convert(tv_module)
