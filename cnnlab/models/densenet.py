@@ -24,6 +24,8 @@ from cnnlab.ops.pool import MaxPool
 class DenseNetConfig(NetConfig):
     """DenseNet-BC: growth rate k, layers per dense block, stem width, bottleneck and compression."""
 
+    SMALL_INPUT = True
+
     growth: int = 32
     blocks: tuple[int, ...] = (6, 12, 24, 16)
     stem: int = 64  # 2k in the paper; 64 for k=32, 96 for DenseNet-161 (k=48)
@@ -42,10 +44,13 @@ class DenseNetConfig(NetConfig):
 
 def plan(cfg: DenseNetConfig) -> Plan:
     """7x7/2 conv, 3x3/2 max pool, dense blocks with transitions between them, final BN-ReLU."""
-    layers = [
-        Layer("stem", ConvNormAct, dict(c_in=cfg.in_chans, c_out=cfg.stem, k=7, stride=2)),
-        Layer("pool", MaxPool, dict(k=3, stride=2, padding=1)),
-    ]
+    if cfg.small_input:  # CIFAR-style: one 3x3 conv at stride 1, no pool
+        layers = [Layer("stem", ConvNormAct, dict(c_in=cfg.in_chans, c_out=cfg.stem, k=3))]
+    else:
+        layers = [
+            Layer("stem", ConvNormAct, dict(c_in=cfg.in_chans, c_out=cfg.stem, k=7, stride=2)),
+            Layer("pool", MaxPool, dict(k=3, stride=2, padding=1)),
+        ]
     c = cfg.stem
     for i, n in enumerate(cfg.blocks):
         for j in range(n):

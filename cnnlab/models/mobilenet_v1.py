@@ -48,6 +48,8 @@ class MobileNetV1Config(NetConfig):
     no regularisation to speak of, and the paper says small models need little of it (§4).
     """
 
+    SMALL_INPUT = True
+
     width: float = 1.0
     stem: int = 32
     table: tuple[tuple[int, int], ...] = TABLE
@@ -75,7 +77,7 @@ class MobileNetV1Config(NetConfig):
 def plan(cfg: MobileNetV1Config) -> Plan:
     """Conv 3x3 s2, then the depthwise-separable layers of Table 1, each BN + ReLU."""
     c_in = scaled(cfg.stem, cfg.width)
-    stem = dict(c_in=cfg.in_chans, c_out=c_in, k=3, stride=2, act=cfg.act)
+    stem = dict(c_in=cfg.in_chans, c_out=c_in, k=3, stride=cfg.stem_stride(2), act=cfg.act)
     layers = [Layer("conv1", ConvNormAct, stem)]
     for i, (c, s) in enumerate(cfg.table, start=1):
         c_out = scaled(c, cfg.width)

@@ -37,6 +37,8 @@ def make_divisible(v: float, divisor: int = 8) -> int:
 class MobileNetV2Config(NetConfig):
     """MobileNet v2: width multiplier, the [t, c, n, s] table, stem and last-layer widths."""
 
+    SMALL_INPUT = True
+
     width: float = 1.0
     table: tuple[tuple[int, int, int, int], ...] = TABLE
     stem: int = 32
@@ -63,7 +65,11 @@ def plan(cfg: MobileNetV2Config) -> Plan:
     """Conv 3x3 s2, the inverted-residual stages of the table, conv 1x1 to the last width."""
     c_in = cfg.channels(cfg.stem)
     layers = [
-        Layer("stem", ConvNormAct, dict(c_in=cfg.in_chans, c_out=c_in, stride=2, act=cfg.act))
+        Layer(
+            "stem",
+            ConvNormAct,
+            dict(c_in=cfg.in_chans, c_out=c_in, stride=cfg.stem_stride(2), act=cfg.act),
+        )
     ]
     for i, (t, c, n, s) in enumerate(cfg.table):
         c_out = cfg.channels(c)

@@ -9,7 +9,7 @@ building anything, so the two cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -20,14 +20,31 @@ from cnnlab.ops.cost import Cx
 
 @dataclass(frozen=True, kw_only=True)
 class NetConfig:
-    """Fields every classification model has; each family's config adds its own table."""
+    """Fields every classification model has; each family's config adds its own table.
+
+    ``small_input``: the CIFAR-style stem for 8-32 px images (stem conv at stride 1, no stem
+    pooling), so small inputs are not shrunk to nothing; families that offer it set
+    ``SMALL_INPUT = True``, the others refuse it.
+    """
+
+    SMALL_INPUT: ClassVar[bool] = False
 
     num_classes: int = 1000
     in_chans: int = 3
     drop_rate: float = 0.0
+    small_input: bool = False
+
+    def stem_stride(self, stride: int) -> int:
+        """The stem's stride: 1 with the small-input stem."""
+        return 1 if self.small_input else stride
 
     def check(self) -> None:
         """Refuse impossible values of the common fields."""
+        if self.small_input and not self.SMALL_INPUT:
+            raise ValueError(
+                f"{type(self).__name__} has no small-input (CIFAR-style) stem; use "
+                f"small_input=False and an input of the model's size, or another family"
+            )
         if self.in_chans < 1:
             raise ValueError(f"in_chans must be >= 1, got {self.in_chans}")
         if self.num_classes < 0:

@@ -52,6 +52,8 @@ class ResNetConfig(NetConfig):
     ``zero_init_residual``: zero the last BN gamma of each block (a training recipe, off).
     """
 
+    SMALL_INPUT = True
+
     block: str = "bottleneck"
     layers: tuple[int, ...] = (3, 4, 6, 3)
     groups: int = 1
@@ -105,10 +107,13 @@ def plan(cfg: ResNetConfig) -> Plan:
     block = BasicBlock if cfg.block == "basic" else Bottleneck
     expansion = 1 if cfg.block == "basic" else EXPANSION
     pool = dict(k=3, stride=2, padding=0, ceil_mode=True) if cfg.stem_pool_ceil else {}
-    layers = [
-        Layer("stem", ConvNormAct, dict(c_in=cfg.in_chans, c_out=cfg.stem, k=7, stride=2)),
-        Layer("pool", MaxPool, pool),
-    ]
+    if cfg.small_input:  # CIFAR-style: one 3x3 conv at stride 1, no pool
+        layers = [Layer("stem", ConvNormAct, dict(c_in=cfg.in_chans, c_out=cfg.stem, k=3))]
+    else:
+        layers = [
+            Layer("stem", ConvNormAct, dict(c_in=cfg.in_chans, c_out=cfg.stem, k=7, stride=2)),
+            Layer("pool", MaxPool, pool),
+        ]
     c_in = cfg.stem
     for i, (planes, n, s) in enumerate(zip(PLANES, cfg.layers, STRIDES)):
         for j in range(n):

@@ -66,6 +66,8 @@ class ShuffleNetV1Config(NetConfig):
     ``act`` names every activation (ReLU in the paper) from :mod:`cnnlab.ops.act`.
     """
 
+    SMALL_INPUT = True
+
     groups: int = 3
     stem: int = CONV1_1X
     stage_channels: tuple[int, ...] = TABLE1[3]
@@ -95,11 +97,10 @@ class ShuffleNetV1Config(NetConfig):
 
 def plan(cfg: ShuffleNetV1Config) -> Plan:
     """Conv1 3x3 s2, max pool, stages of ShuffleV1Unit (first stride 2); the head pools (Table 1)."""
-    stem = dict(c_in=cfg.in_chans, c_out=cfg.stem, k=3, stride=2, act=cfg.act)
-    layers = [
-        Layer("conv1", ConvNormAct, stem),
-        Layer("maxpool", MaxPool, dict(k=3, stride=2, padding=1)),
-    ]
+    stem = dict(c_in=cfg.in_chans, c_out=cfg.stem, k=3, stride=cfg.stem_stride(2), act=cfg.act)
+    layers = [Layer("conv1", ConvNormAct, stem)]
+    if not cfg.small_input:
+        layers.append(Layer("maxpool", MaxPool, dict(k=3, stride=2, padding=1)))
     c_in = cfg.stem
     unit = dict(groups=cfg.groups, se=cfg.se, se_reduction=cfg.se_reduction, act=cfg.act)
     for s, (c, n) in enumerate(zip(cfg.stage_channels, cfg.repeats), start=2):

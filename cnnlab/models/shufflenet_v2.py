@@ -34,6 +34,8 @@ class ShuffleNetV2Config(NetConfig):
     ``act`` names every activation (ReLU in the paper) from :mod:`cnnlab.ops.act`.
     """
 
+    SMALL_INPUT = True
+
     stem: int = 24
     stage_channels: tuple[int, ...] = (116, 232, 464)
     repeats: tuple[int, ...] = REPEATS
@@ -60,11 +62,10 @@ class ShuffleNetV2Config(NetConfig):
 
 def plan(cfg: ShuffleNetV2Config) -> Plan:
     """Conv1 3x3 s2, max pool, stages of ShuffleV2Unit (first stride 2), Conv5 1x1 (Table 5)."""
-    stem = dict(c_in=cfg.in_chans, c_out=cfg.stem, k=3, stride=2, act=cfg.act)
-    layers = [
-        Layer("conv1", ConvNormAct, stem),
-        Layer("maxpool", MaxPool, dict(k=3, stride=2, padding=1)),
-    ]
+    stem = dict(c_in=cfg.in_chans, c_out=cfg.stem, k=3, stride=cfg.stem_stride(2), act=cfg.act)
+    layers = [Layer("conv1", ConvNormAct, stem)]
+    if not cfg.small_input:
+        layers.append(Layer("maxpool", MaxPool, dict(k=3, stride=2, padding=1)))
     c_in = cfg.stem
     unit = dict(
         layout=cfg.layout,
