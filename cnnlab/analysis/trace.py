@@ -80,6 +80,8 @@ _STREAMING = {
     aten.mul,
     aten.mul_,
     aten.cat,
+    # CondenseNet's index layer: reads the input and the index, writes the selected channels
+    aten.index_select,
     aten.clone,
     aten.contiguous,
     aten.max_pool2d,
