@@ -6,6 +6,7 @@ from cnnlab.models import (  # noqa: F401  (importing a family registers its var
     inception_v3,
     mobilenet_v1,
     mobilenet_v2,
+    residual_attention,
     resnet,
     shufflenet_v1,
     shufflenet_v2,
