@@ -82,6 +82,8 @@ _STREAMING = {
     aten.cat,
     # CondenseNet's index layer: reads the input and the index, writes the selected channels
     aten.index_select,
+    # TF 'SAME' padding done explicitly (NAS cells: stride 2 on an even size): one copy
+    aten.constant_pad_nd,
     aten.clone,
     aten.contiguous,
     aten.max_pool2d,
