@@ -2,6 +2,7 @@
 
 from cnnlab.models import (  # noqa: F401  (importing a family registers its variants)
     densenet,
+    fractalnet,
     googlenet,
     inception_v3,
     mobilenet_v1,
