@@ -5,6 +5,7 @@ from cnnlab.models import (  # noqa: F401  (importing a family registers its var
     fractalnet,
     googlenet,
     inception_v3,
+    inception_v4,
     mobilenet_v1,
     mobilenet_v2,
     residual_attention,
