@@ -7,10 +7,12 @@ from torch.nn import functional as F
 
 import cnnlab
 from cnnlab.analysis.trace import traced_counts
-from cnnlab.blocks.residual_attention import PreActProjection
+from cnnlab.blocks.residual_attention import AttentionNeXtModule, PreActProjection
+from cnnlab.blocks.resnet import Bottleneck
 from cnnlab.models import create_model, get_entry, model_config
 from cnnlab.models.net import plan_cost
 from cnnlab.models.residual_attention import FAMILY
+from cnnlab.ops.conv import ConvNormAct
 from cnnlab.ops.cost import Cx
 from cnnlab.ops.pool import MaxPool
 from cnnlab.ops.residual_attention import PreActBottleneck, ResidualAttentionModule
@@ -90,17 +92,17 @@ def test_layout_follows_table_2(name, modules):
     assert rows["final"].cx.shape == (2048, 7, 7)
 
 
-@pytest.mark.parametrize("name,depth", [("attention56", 56), ("attention92", 92)])
+@pytest.mark.parametrize(
+    "name,depth", [("attention56", 56), ("attention92", 92), ("attentionnext56", 56)]
+)
 def test_name_is_the_trunk_depth(name, depth):
     # conv1 + 3 layers per trunk unit (projection units, each module's p + t + p, stage 4) + FC
-    model = create_model(name)
-    units = sum(isinstance(m, PreActProjection) for m in model.modules())
-    for m in model.modules():
+    units = 0
+    for m in create_model(name).features.children():
         if isinstance(m, ResidualAttentionModule):
             units += len(m.pre) + len(m.trunk) + len(m.post)
-    units += sum(
-        isinstance(m, PreActBottleneck) for n, m in model.features.named_children()
-    )  # stage-4 identity units sit directly in the feature list
+        elif isinstance(m, PreActProjection | PreActBottleneck | Bottleneck):
+            units += 1
     assert 1 + 3 * units + 1 == depth
 
 
@@ -108,6 +110,8 @@ def test_exact_counts_and_the_92_minus_56_difference():
     a56, a92 = cnnlab.complexity("attention56"), cnnlab.complexity("attention92")
     assert (a56.params, a56.macs) == (31_810_728, 6_270_836_736)
     assert (a92.params, a92.macs) == (52_466_344, 10_533_789_696)
+    nxt = cnnlab.complexity("attentionnext56")
+    assert (nxt.params, nxt.macs) == (31_318_824, 6_419_106_816)
     # Attention-92 = Attention-56 + one more stage-2 module (512 @ 28) + two stage-3 (1024 @ 14)
     b = ResidualAttentionModule.complexity(Cx(512, 28, 28), 512, depth=2)
     c = ResidualAttentionModule.complexity(Cx(1024, 14, 14), 1024, depth=1)
@@ -119,6 +123,8 @@ def test_paper_figures_and_the_documented_exception():
     p56, p92 = get_entry("attention56").paper, get_entry("attention92").paper
     assert (p56.macs, p56.params, p56.computed_params) == ("6320", "31.9", None)
     assert (p92.macs, p92.params, p92.computed_params) == ("10430", "51.3", "52.47")
+    pnx = get_entry("attentionnext56").paper
+    assert (pnx.computed_macs, pnx.computed_params, pnx.top1_err) == ("6419", "31.32", "21.2")
     assert "prototxt" in p92.note
     # the printed 92 params are 2.3% below this count: outside 1%, hence the exception; the
     # other three figures are within 1% of print
@@ -127,6 +133,9 @@ def test_paper_figures_and_the_documented_exception():
     assert matches_printed(ours["attention92"].macs / 1e6, p92.macs)
     assert matches_printed(ours["attention56"].params / 1e6, p56.params)
     assert matches_printed(ours["attention56"].macs / 1e6, p56.macs)
+    nxt = cnnlab.complexity("attentionnext56")  # the printed row is outside 1% for NeXt
+    assert not matches_printed(nxt.params / 1e6, pnx.params)
+    assert not matches_printed(nxt.macs / 1e6, pnx.macs)
 
 
 def test_bilinear_upsampling_counts_no_macs():
@@ -152,3 +161,55 @@ def test_refusals():
     # 200 px: stage 1 runs at 50x50, not divisible by 2**3 for its three mask levels
     with pytest.raises(ValueError, match=r"layer 'stage1_att0'.*divisible by 2\*\*depth = 8"):
         cnnlab.complexity("attention56", (3, 200, 200))
+
+
+# --- AttentionNeXt ------------------------------------------------------------------------------
+
+
+def test_attention_next_module_layout():
+    m = AttentionNeXtModule(64, depth=3)
+    units = [u for u in m.modules() if isinstance(u, Bottleneck)]
+    assert len(units) == 12  # the same layout as the pre-activation module
+    assert {(u.conv2.conv.groups, u.conv2.conv.in_channels) for u in units} == {(32, 32)}
+    assert all(u.downsample is None for u in units)
+    # the NeXt mask head starts with the 1x1 conv: no BN-ReLU before it (prototxt linear_1)
+    assert isinstance(m.mask_head[0], ConvNormAct) and isinstance(m.mask_head[-1], nn.Sigmoid)
+    assert not any(isinstance(u, PreActBottleneck) for u in m.modules())
+
+
+def test_attention_next_keeps_attention_residual_learning():
+    m = AttentionNeXtModule(64, depth=2).eval()
+    seen = {}
+    m.trunk.register_forward_hook(lambda _, a, out: seen.setdefault("T", out))
+    m.mask_head.register_forward_hook(lambda _, a, out: seen.setdefault("M", out))
+    m.post.register_forward_pre_hook(lambda _, a: seen.setdefault("H", a[0]))
+    with torch.no_grad():
+        out = m(torch.randn(2, 64, 8, 8))
+        torch.testing.assert_close(seen["H"], (1 + seen["M"]) * seen["T"])
+        torch.testing.assert_close(out, m.post(seen["H"]))
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_attention_next_analytic_equals_traced(depth):
+    size = (64, 8, 8)
+    m = AttentionNeXtModule(64, depth=depth)
+    cx = AttentionNeXtModule.complexity(Cx(*size), 64, depth=depth)
+    traced = traced_counts(m, size)
+    assert cx.shape == size
+    assert (cx.params, cx.macs, cx.activations, cx.memory_access) == (
+        traced.params,
+        traced.macs,
+        traced.activations,
+        traced.memory_access,
+    )
+    # the pre-activation module of the same width costs differently: the hooks took effect
+    assert ResidualAttentionModule.complexity(Cx(*size), 64, depth=depth).params != cx.params
+
+
+def test_attention_next_refuses_widths_its_groups_cannot_split():
+    with pytest.raises(ValueError, match="c_out=96 must be a multiple of 64"):
+        AttentionNeXtModule(96)
+    with pytest.raises(ValueError, match="c_out=96 must be a multiple of 64"):
+        AttentionNeXtModule.complexity(Cx(96, 8, 8), 96)
+    with pytest.raises(ValueError, match="unknown unit='next'"):
+        create_model("attention56", unit="next")

@@ -6,6 +6,11 @@ pre-activation bottleneck (He et al. 2016, ECCV) whose shortcut is a 1x1 project
 authors' deploy prototxt (fwang91/residual-attention-network, ``pre_res_1..3``,
 ``post_res_4_1``): BN-ReLU once, then both the 1x1-3x3-1x1 branch (stride in the 3x3) and the
 strided 1x1 shortcut read the pre-activated input.
+
+AttentionNeXt (the README: "we replace pre-activation residual unit with resnext unit") keeps
+the module layout on post-activation ResNeXt units (``AttentionNeXt-56-deploy.prototxt``: 32
+groups in every 3x3, 3x3 width c/2, conv-BN-ReLU, add, ReLU; projection 1x1 conv + BN), and its
+mask head has no BN-ReLU before the first 1x1 conv: 1x1-BN-ReLU, 1x1, sigmoid.
 """
 
 from __future__ import annotations
@@ -14,9 +19,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from cnnlab.blocks.resnet import Bottleneck
+from cnnlab.ops.conv import ConvNormAct
 from cnnlab.ops.cost import Cx, act_cx, conv2d_cx, elementwise_cx, norm_cx
+from cnnlab.ops.residual_attention import ResidualAttentionModule
 
 BOTTLENECK = 4  # the unit's 1x1-3x3 width is c_out / 4 (He et al. 2016; prototxt num_output)
+CARDINALITY = 32  # AttentionNeXt prototxt: "group: 32" in every 3x3
+NEXT_WIDTH = 2  # AttentionNeXt 3x3 width is c_out / 2 (128 at 256 channels: ResNeXt 32x4d)
 
 
 class PreActProjection(nn.Module):
@@ -60,3 +70,45 @@ def _mid(c_in: int, c_out: int, stride: int) -> int:
             f"{BOTTLENECK}); got c_in={c_in}, c_out={c_out}"
         )
     return c_out // BOTTLENECK
+
+
+def next_unit_args(c_out: int) -> dict:
+    """Arguments of the ResNeXt :class:`Bottleneck` with c_out outputs, as AttentionNeXt uses it."""
+    if c_out % (NEXT_WIDTH * CARDINALITY):
+        raise ValueError(
+            f"AttentionNeXt: c_out={c_out} must be a multiple of {NEXT_WIDTH * CARDINALITY} (3x3 "
+            f"width c_out/{NEXT_WIDTH} in {CARDINALITY} groups); use 256, 512, 1024 or 2048"
+        )
+    return dict(planes=c_out // BOTTLENECK, width=c_out // NEXT_WIDTH, groups=CARDINALITY)
+
+
+class AttentionNeXtModule(ResidualAttentionModule):
+    """AttentionNeXt module: the residual attention layout on ResNeXt units; head 1x1-BN-ReLU, 1x1."""
+
+    def __init__(self, c: int, *, depth: int = 1, p: int = 1, t: int = 2, r: int = 1) -> None:
+        next_unit_args(c)
+        super().__init__(c, depth=depth, p=p, t=t, r=r)
+
+    @staticmethod
+    def unit(c: int) -> nn.Module:
+        return Bottleneck(c, **next_unit_args(c))
+
+    @staticmethod
+    def unit_cx(cx: Cx, c: int) -> Cx:
+        return Bottleneck.complexity(cx, c, **next_unit_args(c))
+
+    @staticmethod
+    def mask_head_layers(c: int) -> nn.Module:
+        return nn.Sequential(ConvNormAct(c, c, 1), nn.Conv2d(c, c, 1, bias=False), nn.Sigmoid())
+
+    @staticmethod
+    def mask_head_cx(cx: Cx, c: int) -> Cx:
+        cx = ConvNormAct.complexity(cx, c, c, 1)
+        return act_cx(conv2d_cx(cx, c, 1), "sigmoid")
+
+    @classmethod
+    def complexity(
+        cls, cx: Cx, c: int, *, depth: int = 1, p: int = 1, t: int = 2, r: int = 1
+    ) -> Cx:
+        next_unit_args(c)
+        return super().complexity(cx, c, depth=depth, p=p, t=t, r=r)

@@ -14,6 +14,9 @@ pre-activation bottleneck units (He et al. 2016):
 
 Memory access assumes the module's input is not the raw output of a convolution (then its first
 BN could fold into that conv): true after an activation or a residual add.
+
+The unit and the mask head are hooks (``unit``/``unit_cx``, ``mask_head_layers``/``mask_head_cx``):
+a subclass swaps them, e.g. for the ResNeXt units of AttentionNeXt, and keeps the layout.
 """
 
 from __future__ import annotations
@@ -60,16 +63,6 @@ def _bottleneck(c: int) -> int:
     return c // 4
 
 
-def _units(c: int, n: int) -> nn.Sequential:
-    return nn.Sequential(*(PreActBottleneck(c) for _ in range(n)))
-
-
-def _units_cx(cx: Cx, c: int, n: int) -> Cx:
-    for _ in range(n):
-        cx = PreActBottleneck.complexity(cx, c)
-    return cx
-
-
 def _upsample_cx(cx: Cx, h: int, w: int) -> Cx:
     """Bilinear upsampling: reads the input, writes the output."""
     return cx.add(h=h, w=w, memory_access=cx.numel + cx.c * h * w)
@@ -82,13 +75,30 @@ class ResidualAttentionModule(nn.Module):
         super().__init__()
         _check(c, depth, p, t, r)
         self.depth = depth
-        self.pre = _units(c, p)
-        self.trunk = _units(c, t)
+        self.pre = self._units(c, p)
+        self.trunk = self._units(c, t)
         # bottom-up: r units after each pooling, 2r at the lowest level
-        self.down = nn.ModuleList(_units(c, 2 * r if i == depth - 1 else r) for i in range(depth))
-        self.skips = nn.ModuleList(PreActBottleneck(c) for _ in range(depth - 1))
-        self.up = nn.ModuleList(_units(c, r) for _ in range(depth - 1))
-        self.mask_head = nn.Sequential(
+        self.down = nn.ModuleList(
+            self._units(c, 2 * r if i == depth - 1 else r) for i in range(depth)
+        )
+        self.skips = nn.ModuleList(self.unit(c) for _ in range(depth - 1))
+        self.up = nn.ModuleList(self._units(c, r) for _ in range(depth - 1))
+        self.mask_head = self.mask_head_layers(c)
+        self.post = self._units(c, p)
+
+    @staticmethod
+    def unit(c: int) -> nn.Module:
+        """One residual unit of c channels (pre-activation bottleneck)."""
+        return PreActBottleneck(c)
+
+    @staticmethod
+    def unit_cx(cx: Cx, c: int) -> Cx:
+        return PreActBottleneck.complexity(cx, c)
+
+    @staticmethod
+    def mask_head_layers(c: int) -> nn.Module:
+        """BN-ReLU-conv1x1-BN-ReLU-conv1x1, sigmoid (the prototxt's interp/bn, linear_1, linear_2)."""
+        return nn.Sequential(
             nn.BatchNorm2d(c),
             nn.ReLU(inplace=True),
             nn.Conv2d(c, c, 1, bias=False),
@@ -97,7 +107,21 @@ class ResidualAttentionModule(nn.Module):
             nn.Conv2d(c, c, 1, bias=False),
             nn.Sigmoid(),
         )
-        self.post = _units(c, p)
+
+    @staticmethod
+    def mask_head_cx(cx: Cx, c: int) -> Cx:
+        cx = act_cx(norm_cx(cx, folded=False), "relu")  # reads the upsampling: not foldable
+        cx = act_cx(norm_cx(conv2d_cx(cx, c, 1)), "relu")
+        return act_cx(conv2d_cx(cx, c, 1), "sigmoid")
+
+    def _units(self, c: int, n: int) -> nn.Sequential:
+        return nn.Sequential(*(self.unit(c) for _ in range(n)))
+
+    @classmethod
+    def _units_cx(cls, cx: Cx, c: int, n: int) -> Cx:
+        for _ in range(n):
+            cx = cls.unit_cx(cx, c)
+        return cx
 
     def mask(self, x: torch.Tensor) -> torch.Tensor:
         """M(x) in (0, 1), the same shape as x."""
@@ -119,26 +143,26 @@ class ResidualAttentionModule(nn.Module):
         t = self.trunk(x)
         return self.post(torch.addcmul(t, self.mask(x), t))  # (1 + M) * T in one pass
 
-    @staticmethod
-    def complexity(cx: Cx, c: int, *, depth: int = 1, p: int = 1, t: int = 2, r: int = 1) -> Cx:
+    @classmethod
+    def complexity(
+        cls, cx: Cx, c: int, *, depth: int = 1, p: int = 1, t: int = 2, r: int = 1
+    ) -> Cx:
         _check(c, depth, p, t, r)
         _check_size(cx.h, cx.w, depth)
-        x = _units_cx(cx, c, p)
-        trunk = _units_cx(x.branch(), c, t)
+        x = cls._units_cx(cx, c, p)
+        trunk = cls._units_cx(x.branch(), c, t)
         mask, skips = x.branch(), []
         for i in range(depth):
-            mask = _units_cx(pool_cx(mask, 3, 2, 1), c, 2 * r if i == depth - 1 else r)
+            mask = cls._units_cx(pool_cx(mask, 3, 2, 1), c, 2 * r if i == depth - 1 else r)
             if i < depth - 1:
-                skips.append(PreActBottleneck.complexity(mask.branch(), c))
+                skips.append(cls.unit_cx(mask.branch(), c))
         for i in reversed(range(depth - 1)):
             mask = _upsample_cx(mask, skips[i].h, skips[i].w)
             mask = elementwise_cx(mask.merge([skips[i]], c, mask.h, mask.w), 2)
-            mask = _units_cx(mask, c, r)
-        mask = act_cx(norm_cx(_upsample_cx(mask, cx.h, cx.w), folded=False), "relu")
-        mask = act_cx(norm_cx(conv2d_cx(mask, c, 1)), "relu")
-        mask = act_cx(conv2d_cx(mask, c, 1), "sigmoid")
+            mask = cls._units_cx(mask, c, r)
+        mask = cls.mask_head_cx(_upsample_cx(mask, cx.h, cx.w), c)
         fused = x.merge([trunk, mask], c, cx.h, cx.w).add(memory_access=4 * cx.numel)
-        return _units_cx(fused, c, p)
+        return cls._units_cx(fused, c, p)
 
 
 def _check(c: int, depth: int, p: int, t: int, r: int) -> None:
