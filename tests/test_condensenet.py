@@ -220,7 +220,9 @@ def test_paper_convention_adds_bn_outputs_and_avg_pool_inputs_of_the_built_netwo
             m.register_forward_hook(on_pool)  # the final BN-ReLU feeds the official 7x7 pool
     net(torch.zeros(1, *size))
     expected = macs + sum(extra)
-    assert condensenet_paper_flops(model_config("condensenet74_c4_g4", **TINY), size) == expected
+    assert condensenet_paper_flops(net, size) == expected
+    with pytest.raises(TypeError, match="not a CondenseNet"):
+        condensenet_paper_flops(model_config("densenet121"))
 
 
 def test_registered_models_are_the_test_time_architecture_at_224():
@@ -248,3 +250,11 @@ def test_registered_models_are_the_test_time_architecture_at_224():
 def test_impossible_configurations_are_refused_at_construction(override, message):
     with pytest.raises(ValueError, match=message):
         cnnlab.create_model("condensenet74_c4_g4", **override)
+
+
+def test_small_input_is_the_cifar_network_with_a_stride_1_stem():
+    net = cnnlab.create_model("condensenet74_c4_g4", small_input=True, **TINY).eval()
+    assert net.features.stem.conv.stride == (1, 1)
+    assert net.forward_features(torch.zeros(1, 3, 32, 32)).shape == (1, 16, 16, 16)
+    c, t = cnnlab.complexity(net, (3, 32, 32)), traced_counts(net, (3, 32, 32))
+    assert (c.params, c.macs, c.memory_access) == (t.params, t.macs, t.memory_access)

@@ -43,6 +43,8 @@ from cnnlab.ops.pool import AvgPool
 class CondenseNetConfig(NetConfig):
     """CondenseNet: layers and growth rate per stage, bottleneck, groups G and condensation C."""
 
+    SMALL_INPUT = True  # the official CIFAR network: the same stem conv at stride 1
+
     stages: tuple[int, ...] = (4, 6, 8, 10, 8)
     growth: tuple[int, ...] = (8, 16, 32, 64, 128)  # doubles per stage ("exponential growth")
     bottleneck: int = 4  # the 1x1 conv gives bottleneck * k maps
@@ -73,7 +75,8 @@ class CondenseNetConfig(NetConfig):
 def plan(cfg: CondenseNetConfig) -> Plan:
     """3x3 stem conv, dense stages joined by 2x2 average pools, BN-ReLU, the classifier's index."""
     c = 2 * cfg.growth[0]
-    stem = dict(c_in=cfg.in_chans, c_out=c, k=3, stride=cfg.init_stride, norm=False, act=None)
+    stride = cfg.stem_stride(cfg.init_stride)
+    stem = dict(c_in=cfg.in_chans, c_out=c, k=3, stride=stride, norm=False, act=None)
     layers = [Layer("stem", ConvNormAct, stem)]
     unit = dict(
         bottleneck=cfg.bottleneck,
@@ -162,7 +165,7 @@ def _training_fc(model: Net) -> nn.Linear:
 
 
 def condensenet_paper_flops(
-    model_or_name: str | CondenseNetConfig, input_size: tuple[int, int, int] | None = None
+    model_or_name: str | Net | CondenseNetConfig, input_size: tuple[int, int, int] | None = None
 ) -> int:
     """FLOPs as the CondenseNet paper counts them: conv + FC MACs + BN outputs + avg-pool inputs.
 
@@ -174,7 +177,9 @@ def condensenet_paper_flops(
         cfg = model_config(model_or_name)
         input_size = input_size or get_entry(model_or_name).input_size
     else:
-        cfg = model_or_name
+        cfg = model_or_name.cfg if isinstance(model_or_name, Net) else model_or_name
+        if not isinstance(cfg, CondenseNetConfig):
+            raise TypeError(f"condensenet_paper_flops: not a CondenseNet: {type(cfg).__name__}")
         input_size = input_size or (cfg.in_chans, 224, 224)
     p = plan(cfg)
     rows = plan_cost(cfg, p, input_size)
