@@ -3,6 +3,7 @@
 from cnnlab.models import (  # noqa: F401  (importing a family registers its variants)
     condensenet,
     densenet,
+    dsod,
     fractalnet,
     googlenet,
     inception_v3,
