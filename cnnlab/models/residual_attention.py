@@ -11,9 +11,9 @@ paper's Table 2, on pre-activation bottleneck units (He et al. 2016, ECCV):
 - stage 4 at 7x7: a projection unit to 2048 and two identity units, BN + ReLU, global average
   pool, FC. Attention-56 has 1/1/1 modules in stages 1-3, Attention-92 1/2/3.
 
-Input sides must be multiples of 32: stage 1 runs at 1/4 of the input and its mask branch pools
-three times (the module refuses a feature map its poolings cannot halve exactly, e.g. 50x50 at
-a 200 px input; 224 and 320 work).
+Input sides that are multiples of 32 always work (224, 320): stage 1 runs at about 1/4 of the
+input and its mask branch pools three times; the module refuses a feature map its poolings
+cannot halve exactly (e.g. 50x50 at a 200 px input).
 
 AttentionNeXt-56 (``unit="resnext"``, ``imagenet_model/AttentionNeXt-56-deploy.prototxt``) has
 the same layout on post-activation ResNeXt units (32 groups, 3x3 width c/2, conv + BN projection
