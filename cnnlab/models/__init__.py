@@ -1,11 +1,13 @@
 """Layer 3: model families declared as data tables, and the registry. Importing registers all."""
 
 from cnnlab.models import (  # noqa: F401  (importing a family registers its variants)
+    clcnet,
     condensenet,
     densenet,
     dsod,
     fractalnet,
     googlenet,
+    igcnet,
     inception_v3,
     inception_v4,
     mobilenet_v1,
