@@ -7,6 +7,7 @@ from cnnlab.models import (  # noqa: F401  (importing a family registers its var
     dsod,
     fractalnet,
     googlenet,
+    gunn,
     igcnet,
     inception_v3,
     inception_v4,
