@@ -7,7 +7,13 @@ from torch import nn
 
 import cnnlab
 from cnnlab.analysis.trace import traced_counts
-from cnnlab.blocks.igc import IGCResidualBlock, IGCV3Block, InterleavedGroupConv
+from cnnlab.blocks.igc import (
+    IGCResidualBlock,
+    IGCV3Block,
+    InterleavedGroupConv,
+    InterleavedStructuredSparseConv,
+    structured_sparse_receptive_field,
+)
 from cnnlab.ops.cost import Cx
 from cnnlab.ops.shuffle import channel_shuffle
 from tests.bn import randomise_bn
@@ -100,11 +106,47 @@ def test_igcv3_second_permutation_undoes_the_first_layout():
     torch.testing.assert_close(channel_shuffle(channel_shuffle(x, 2), 12), x)
 
 
+@pytest.mark.parametrize(
+    "c,ks", [(8, (2, 2, 2)), (12, (3, 4)), (12, (2, 2, 3)), (16, (4, 4)), (16, (2, 4)), (12, (3,))]
+)
+def test_igcv2_paths(c, ks):
+    # 1x1 input, all weights 1, BN the identity: output o on one-hot input i counts the paths
+    block = InterleavedStructuredSparseConv(c, ks, act=None).eval()
+    for conv in (block.dw, *block.pw):
+        conv.weight.data.fill_(1.0)
+    block.bn.eps = 0.0
+    paths = block(torch.eye(c).view(c, c, 1, 1))[:, :, 0, 0]
+    reach = structured_sparse_receptive_field(c, ks)
+    # never two paths between a pair; prod(K) inputs per output; all of them iff prod(K) = C
+    assert set(paths.unique().tolist()) <= {0.0, 1.0}
+    assert paths.sum(0).tolist() == [reach] * c
+    assert (reach == c) == bool((paths == 1).all())
+
+
+def test_igcv2_without_the_shuffles_misses_channels():
+    # the check above can fail: the same 1x1 group convs without the permutations reach less
+    block = InterleavedStructuredSparseConv(8, (2, 2, 2), act=None).eval()
+    y = torch.eye(8).view(8, 8, 1, 1)
+    for conv in block.pw:
+        conv.weight.data.fill_(1.0)
+        y = conv(y)
+    assert ((y[:, :, 0, 0] > 0).sum(0) == 2).all()
+
+
+def test_igcv2_impossible_group_sizes_are_refused():
+    with pytest.raises(ValueError, match="does not divide c=12"):
+        InterleavedStructuredSparseConv(12, (4, 2))  # 8 does not divide 12
+    with pytest.raises(ValueError, match="does not divide c=8"):
+        InterleavedStructuredSparseConv.complexity(Cx(8, 4, 4), 8, (2, 2, 2, 2))
+
+
 BLOCKS = [
     (InterleavedGroupConv, dict(c_in=16, c_out=24, L=4, M=6, stride=2), (16, 10, 10)),
     (InterleavedGroupConv, dict(c_in=12, c_out=12, L=3, M=4, k=5, act="relu6"), (12, 8, 8)),
     (IGCResidualBlock, dict(c_in=8, c_out=16, stride=2, L=4), (8, 10, 10)),
     (IGCResidualBlock, dict(c_in=16, c_out=16, stride=1, L=4), (16, 6, 6)),
+    (InterleavedStructuredSparseConv, dict(c=12, ks=(2, 2, 3), stride=2), (12, 9, 9)),
+    (InterleavedStructuredSparseConv, dict(c=16, ks=(4, 4), act="relu6"), (16, 5, 5)),
     (IGCV3Block, dict(c_in=8, c_out=8, stride=1, t=6), (8, 9, 9)),
     (IGCV3Block, dict(c_in=8, c_out=12, stride=2, t=1), (8, 9, 9)),
 ]

@@ -14,6 +14,14 @@ BN placement. The official code applies BN + ReLU after the second permutation. 
 per channel, so they commute with a permutation; here BN sits directly after the secondary conv
 (so it folds into it at deploy time) and the permutation back follows: the same function class.
 
+IGCV2 (Xie et al., CVPR 2018; as the IGCV3 README summarises it): a channel-wise (depthwise) 3x3
+conv followed by a chain of 1x1 group convs with permutations between them, the product of
+structured sparse kernels W_L P_{L-1} ... P_1 W_1. With group sizes K_2..K_L and a shuffle by the
+previous conv's group count before each 1x1 conv, an output channel reaches prod(K) input
+channels, each by exactly one path; all C of them (the complementary condition) exactly when
+prod(K) = C. The BN/activation placement inside the IGCV2 block is not verified: here the chain is
+linear, with BN and ``act`` after the last conv, as in the IGCV1 block.
+
 IGCV3 (Sun, Li, Liu, Wang 2018; homles11/IGCV3 ``symbols/igcv3.py``): MobileNet v2's inverted
 bottleneck with both 1x1 convs grouped (G1 = G2 = 2) and permutations after them: 1x1 group conv
 (expand, BN, *no* activation), permutation, 3x3 depthwise (BN, ReLU6), 1x1 group conv (project,
@@ -22,6 +30,8 @@ after the expansion either; it omits the last permutation, which only reorders c
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -113,6 +123,51 @@ class IGCResidualBlock(nn.Module):
             branches.append(proj)
         out = elementwise_cx(cx.merge(branches, y.c, y.h, y.w), n_inputs=2)
         return act_cx(out, "relu")
+
+
+class InterleavedStructuredSparseConv(nn.Module):
+    """IGCV2 block (Xie et al. 2018): depthwise 3x3, then per K: shuffle, 1x1 conv in groups of K.
+
+    ``ks`` are the group sizes K_2..K_L of the 1x1 convs (groups = c / K); BN and ``act`` follow
+    the last conv. :func:`structured_sparse_receptive_field` gives each output's input channels.
+    """
+
+    def __init__(
+        self, c: int, ks: tuple[int, ...], *, stride: int = 1, act: str | None = "relu"
+    ) -> None:
+        super().__init__()
+        _check_igcv2(c, ks, stride)
+        check_activation(act)
+        # shuffle by the previous conv's group count; 1 or c groups would be the identity
+        self.shuffles = [g if 1 < g < c else None for g in _igcv2_shuffles(c, ks)]
+        self.dw = nn.Conv2d(c, c, 3, stride, 1, groups=c, bias=False)
+        self.pw = nn.ModuleList(nn.Conv2d(c, c, 1, groups=c // k, bias=False) for k in ks)
+        self.bn = nn.BatchNorm2d(c)
+        self.act = get_activation(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.dw(x)
+        for groups, conv in zip(self.shuffles, self.pw):
+            y = conv(y if groups is None else channel_shuffle(y, groups))
+        return self.act(self.bn(y))
+
+    @staticmethod
+    def complexity(
+        cx: Cx, c: int, ks: tuple[int, ...], *, stride: int = 1, act: str | None = "relu"
+    ) -> Cx:
+        _check_igcv2(c, ks, stride)
+        cx = conv2d_cx(cx, c, 3, stride=stride, padding=1, groups=c)
+        for groups, k in zip(_igcv2_shuffles(c, ks), ks):
+            if 1 < groups < c:
+                cx = ChannelShuffle.complexity(cx, groups)
+            cx = conv2d_cx(cx, c, 1, groups=c // k)
+        return act_cx(norm_cx(cx), act)
+
+
+def structured_sparse_receptive_field(c: int, ks: tuple[int, ...]) -> int:
+    """Input channels one output of an IGCV2 block reaches: prod(K), all C when prod(K) = C."""
+    _check_igcv2(c, ks, 1)
+    return math.prod(ks)
 
 
 class IGCV3Block(nn.Module):
@@ -208,3 +263,24 @@ def _check_igcv3(c_in: int, c_out: int, stride: int, t: float, g1: int, g2: int)
     check_groups(f"IGCV3Block expansion (G1={g1} groups)", c_in, hidden, g1)
     check_groups(f"IGCV3Block projection (G2={g2} groups)", hidden, c_out, g2)
     return hidden
+
+
+def _igcv2_shuffles(c: int, ks: tuple[int, ...]) -> list[int]:
+    """Groups of the shuffle before each 1x1 conv: the previous conv's group count c / K."""
+    return [c // k for k in (1, *ks[:-1])]
+
+
+def _check_igcv2(c: int, ks: tuple[int, ...], stride: int) -> None:
+    """Every prefix product of the group sizes must divide C (else the interleaving is ragged)."""
+    if stride not in (1, 2) or not ks or min(ks) < 1:
+        raise ValueError(
+            f"InterleavedStructuredSparseConv: need stride 1 or 2 and group sizes >= 1; "
+            f"got stride={stride}, ks={ks}"
+        )
+    for i in range(1, len(ks) + 1):
+        if c % math.prod(ks[:i]):
+            raise ValueError(
+                f"InterleavedStructuredSparseConv: the group sizes {ks[:i]} multiply to "
+                f"{math.prod(ks[:i])}, which does not divide c={c}; choose K's whose running "
+                "products divide c (prod(K) = c for the complementary condition)"
+            )

@@ -29,7 +29,8 @@ The 1.6% MAC gap is not explained (the config is the official one; a dense expan
 first block would give 319.4 M, but the released graph groups it). IGCV3-D 0.7 (210 M) and 1.4
 (610 M) are not registered: the official multiplier code gives 168 M and 621 M (175 M and
 590 M without its rounding of the stage inputs), so those networks are not what it builds.
-IGCV2 (Xie et al. 2018) is not registered: its configurations could not be verified.
+IGCV2 (Xie et al. 2018) is not registered: its configurations could not be verified (its
+block is :class:`cnnlab.blocks.igc.InterleavedStructuredSparseConv`).
 """
 
 from __future__ import annotations
