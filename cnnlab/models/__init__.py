@@ -13,6 +13,7 @@ from cnnlab.models import (  # noqa: F401  (importing a family registers its var
     inception_v4,
     mobilenet_v1,
     mobilenet_v2,
+    nasnet,
     residual_attention,
     resnet,
     shufflenet_v1,
