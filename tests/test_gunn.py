@@ -90,6 +90,23 @@ def test_gunn15_params_are_the_readme_1_6_m():
         assert matches_printed(total / 1e6, "1.6")
 
 
+def test_gunn18_params_are_the_readme_28_9_m():
+    # ResNet stem 7x7/2 64; stages 400/10, 800/20, 1600/40, 2000/50 (40-channel segments), no
+    # projection shortcut in the ImageNet update unit; FC 1000
+    def unit(c, o):
+        return c * 2 * o + 4 * o + 9 * 4 * o * o + 4 * o + 2 * o * o + 2 * o
+
+    p, c = 49 * 3 * 64 + 2 * 64, 64
+    for w, k in ((400, 10), (800, 20), (1600, 40), (2000, 50)):
+        p += c * w + 2 * w + k * unit(w, w // k)
+        c = w
+    p += 2000 * 1000 + 1000
+    assert cnnlab.complexity("gunn18").params == p == 28_909_736
+    assert matches_printed(p / 1e6, "28.9")
+    rows = cnnlab.complexity("gunn18").rows
+    assert [r.cx.h for r in rows if r.name.startswith("gunn")] == [56, 28, 14, 7]
+
+
 def test_gunn15_stages_and_segments():
     net = cnnlab.create_model("gunn15_cifar")
     layers = [net.features.gunn1, net.features.gunn2, net.features.gunn3]
@@ -107,7 +124,8 @@ def test_gunn15_stages_and_segments():
     [
         (dict(widths=(241, 300, 360)), "241 channels cannot be split into K=20 equal segments"),
         (dict(segments=(20, 25)), r"need one entry per stage"),
-        (dict(final=0), "stem and final widths must be >= 1"),
+        (dict(final=-1), "stem_width must be >= 1 and final >= 0"),
+        (dict(stem="resnet"), "stem must be one of"),
     ],
 )
 def test_bad_config_raises(override, message):
