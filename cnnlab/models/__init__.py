@@ -14,6 +14,7 @@ from cnnlab.models import (  # noqa: F401  (importing a family registers its var
     mobilenet_v1,
     mobilenet_v2,
     nasnet,
+    pnasnet,
     residual_attention,
     resnet,
     shufflenet_v1,
