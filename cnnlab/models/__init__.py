@@ -1,6 +1,7 @@
 """Layer 3: model families declared as data tables, and the registry. Importing registers all."""
 
 from cnnlab.models import (  # noqa: F401  (importing a family registers its variants)
+    amoebanet,
     clcnet,
     condensenet,
     densenet,
