@@ -81,8 +81,7 @@ class NasCell(nn.Module):
         self.ops = nn.ModuleList()
         for node in spec.cell.nodes:
             for i, op in (node.a, node.b):
-                stride = 2 if spec.reduction and i < 2 else 1
-                self.ops.append(build_op(op, widths[i], spec.c, stride))
+                self.ops.append(build_op(op, widths[i], spec.c, _stride(spec, i)))
 
     def forward(self, h_prev: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         s0 = h_prev if self.conv_prev_1x1 is None else self.conv_prev_1x1(h_prev)
@@ -97,34 +96,37 @@ class NasCell(nn.Module):
     def complexity(cx_prev: Cx, cx: Cx, spec: CellSpec) -> Cx:
         """The output of the cell with the cost of the cell alone (inputs' costs not included)."""
         _check_spec(spec)
-        total = Cx(0, 0, 0)
         s0 = cx_prev.branch()
         if spec.prev == "reduce":
             s0 = FactorizedReduction.complexity(s0, spec.c_in[0], spec.c)
         elif spec.prev == "1x1" and spec.c_in[0] != spec.c:
             s0 = ActConvBn.complexity(s0, spec.c_in[0], spec.c)
         s1 = ActConvBn.complexity(cx.branch(), spec.c_in[1], spec.c)
-        total, states = _cost(total, s0), [s0.branch(), s1.branch()]
-        total = _cost(total, s1)
+        total = _cost(_cost(Cx(0, 0, 0), s0), s1)
+        states = [s0.branch(), s1.branch()]
         widths = spec.state_widths()
         for j, node in enumerate(spec.cell.nodes):
-            outs = []
-            for i, op in (node.a, node.b):
-                stride = 2 if spec.reduction and i < 2 else 1
-                r = op_cx(states[i].branch(), op, widths[i], spec.c, stride)
-                total, outs = _cost(total, r), outs + [r]
+            outs = [
+                op_cx(states[i].branch(), op, widths[i], spec.c, _stride(spec, i))
+                for i, op in (node.a, node.b)
+            ]
+            total = _cost(_cost(total, outs[0]), outs[1])
             _check_same_shape(spec, f"node{j}", outs)
             a = outs[0]
-            n = a.numel
-            if node.combiner == "add":
-                total, state = total.add(memory_access=3 * n), Cx(a.c, a.h, a.w)
-            else:
-                total, state = total.add(memory_access=4 * n), Cx(2 * a.c, a.h, a.w)
+            if node.combiner == "add":  # reads a and b, writes the sum
+                total, state = total.add(memory_access=3 * a.numel), Cx(a.c, a.h, a.w)
+            else:  # reads a and b, writes both side by side
+                total, state = total.add(memory_access=4 * a.numel), Cx(2 * a.c, a.h, a.w)
             states.append(state)
         outs = [states[i] for i in spec.cell.outputs]
         _check_same_shape(spec, "the output concat", outs, channels=False)
         c, h, w = sum(s.c for s in outs), outs[0].h, outs[0].w
         return total.add(c=c, h=h, w=w, memory_access=2 * c * h * w)
+
+
+def _stride(spec: CellSpec, state: int) -> int:
+    """2 for an op of a reduction cell that reads an input state, else 1 (TF-slim)."""
+    return 2 if spec.reduction and state < 2 else 1
 
 
 def _cost(total: Cx, r: Cx) -> Cx:
