@@ -10,7 +10,7 @@ drop-path are training aids and not built.
 
 Figures (TF-slim README, the paper's Table 2/3): mobile (4 @ 1056) at 224: 564 M MACs, 5.3 M
 params; large (6 @ 4032) at 331: 23.8 G, 88.9 M. This count gives 563.6 M / 5.29 M (5,289,978) and
-23.80 G / 88.75 M (88,753,150 = timm's ``nasnetalarge``).
+23.78 G / 88.75 M (88,753,150 = timm's ``nasnetalarge``).
 """
 
 from __future__ import annotations
