@@ -26,6 +26,11 @@ class InvertedResidual(nn.Module):
         self.dw = ConvNormAct(hidden, hidden, 3, stride, groups=hidden, act=act)
         self.project = ConvNormAct(hidden, c_out, 1, act=None)
 
+    def zero_init_last(self) -> None:
+        """With a residual add, zero the projection BN gamma (Goyal et al. 2017, §5.1)."""
+        if self.use_res:
+            nn.init.zeros_(self.project.bn.weight)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.project(self.dw(self.expand(x)))
         return x + y if self.use_res else y

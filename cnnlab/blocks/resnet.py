@@ -37,7 +37,11 @@ class BasicBlock(nn.Module):
         self.downsample = _shortcut(c_in, planes, stride)
         self.act = nn.ReLU(inplace=True)
         if zero_init:
-            nn.init.zeros_(self.conv2.bn.weight)
+            self.zero_init_last()
+
+    def zero_init_last(self) -> None:
+        """Zero the branch's last BN gamma: the block starts as identity (Goyal et al. §5.1)."""
+        nn.init.zeros_(self.conv2.bn.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv2(self.conv1(x))
@@ -82,7 +86,11 @@ class Bottleneck(nn.Module):
         self.downsample = _shortcut(c_in, c_out, stride)
         self.act = nn.ReLU(inplace=True)
         if zero_init:
-            nn.init.zeros_(self.conv3.bn.weight)
+            self.zero_init_last()
+
+    def zero_init_last(self) -> None:
+        """Zero the branch's last BN gamma: the block starts as identity (Goyal et al. §5.1)."""
+        nn.init.zeros_(self.conv3.bn.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv3(self.conv2(self.conv1(x)))

@@ -75,6 +75,12 @@ class ShuffleV1Unit(nn.Module):
         self.shortcut = AvgPool(3, 2, 1) if stride == 2 else nn.Identity()
         self.act = get_activation(act, inplace=False)
 
+    def zero_init_last(self) -> None:
+        """At stride 1 (residual add), zero the last BN gamma (Goyal et al. 2017, §5.1)."""
+        if self.stride == 1:
+            last = [m for m in self.main if isinstance(m, ConvNormAct)][-1]
+            nn.init.zeros_(last.bn.weight)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.main(x)
         if self.stride == 2:

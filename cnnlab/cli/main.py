@@ -10,6 +10,7 @@ import sys
 import cnnlab.cli.guidelines  # noqa: F401  (registers guidelines and lint)
 import cnnlab.cli.lut  # noqa: F401  (registers the lut sub-app)
 import cnnlab.cli.speed  # noqa: F401  (registers breakdown and roofline)
+import cnnlab.cli.train  # noqa: F401  (registers train and eval)
 from cnnlab.cli import bench, zoo  # noqa: F401  (register their commands)
 from cnnlab.cli.app import UsageError, app, parse_input_size
 

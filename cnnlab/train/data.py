@@ -1,9 +1,11 @@
 """Data specs, per-data-set augmentation and loaders with a distributed-friendly sampler.
 
 `--data digits | mnist:PATH | fashion-mnist:PATH | cifar10:PATH | cifar100:PATH | folder:PATH`.
-The training sampler is always a `DistributedSampler` (num_replicas = world_size, 1 alone): one
-shuffle per epoch, a function of (seed, epoch) only, split into disjoint per-rank shards (Goyal et
-al. 2017, Remark 4). Call `train_loader.sampler.set_epoch(epoch)` at the start of every epoch.
+The training sampler is always an `EpochSampler` (a `DistributedSampler`, num_replicas =
+world_size, 1 alone): one shuffle per epoch, a function of (seed, epoch) only, split into
+disjoint per-rank shards (Goyal et al. 2017, Remark 4), and each image's augmentation is seeded
+by (seed, epoch, index) (`cnnlab.train.sampling`). Call `train_loader.sampler.set_epoch(epoch)`
+at the start of every epoch.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.transforms import v2
 
 from cnnlab.train import datasets as ds
+from cnnlab.train.sampling import EpochSampler, SeededSamples
 
 DATA_KINDS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "folder")
 ACCEPTED_FORMS = (
@@ -201,7 +204,7 @@ def build_loaders(
         spec.kind, NATIVE_SIZE.get(spec.kind, 32), image_size, augment
     )
     train.transform, val.transform = train_tf, val_tf
-    train_sampler = DistributedSampler(
+    train_sampler = EpochSampler(
         train, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
     )
     val_sampler = (
@@ -216,7 +219,7 @@ def build_loaders(
         generator=torch.Generator().manual_seed(seed),
     )
     return (
-        DataLoader(train, sampler=train_sampler, **common),
+        DataLoader(SeededSamples(train, seed), sampler=train_sampler, **common),
         DataLoader(val, sampler=val_sampler, shuffle=False, **common),
         num_classes,
         in_chans,

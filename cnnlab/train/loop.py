@@ -1,0 +1,273 @@
+"""The training loop: ``train(TrainConfig)`` and ``evaluate``; the CLI's ``cnnlab train`` calls it.
+
+One update = ``accum_steps`` micro-batches per worker whose summed loss is divided by the
+update's sample count, and DDP averages over equal worker shards: the loss is normalised by the
+global batch (Goyal et al. 2017, §2.3 and Remark 1). Each step: set the lr (warmup/schedule;
+momentum correction for LARS, whose buffer holds lr x update: Goyal, Remark 2), forward and
+backward (autocast if asked), stop on a non-finite loss before any weight changes, update, EMA.
+Checkpoints every ``checkpoint_every`` steps and at each epoch end; ``resume`` continues exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from cnnlab.analysis.io import atomic_write
+from cnnlab.train import dist
+from cnnlab.train.build import (
+    Schedule,
+    build_data,
+    build_model,
+    build_optimizer,
+    resolve_small_input,
+    with_batch,
+)
+from cnnlab.train.checkpoint import CHECKPOINT_NAME
+from cnnlab.train.config import TrainConfig
+from cnnlab.train.ema import ModelEma
+from cnnlab.train.progress import Progress
+from cnnlab.train.runstate import RunState, restore, snapshot, write_logs
+from cnnlab.train.schedules import momentum_correction
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    """What a run ended with: per-epoch history, the last validation metrics, where it wrote."""
+
+    history: list[dict[str, Any]]
+    final: dict[str, float]
+    out: Path
+    checkpoint: Path | None
+    stopped: str  # "done" or "max_steps"
+
+
+def autocast(device: torch.device, amp: str):
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, device, amp: str = "none", env=None) -> dict[str, float]:
+    """Mean cross-entropy, top-1 and top-5 accuracy (%) of ``model`` over ``loader``."""
+    was_training = model.training
+    model.eval()
+    loss = top1 = top5 = count = 0.0
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with autocast(device, amp):
+            logits = model(x)
+        loss += F.cross_entropy(logits.float(), y, reduction="sum").item()
+        k = min(5, logits.shape[1])
+        hits = logits.topk(k, dim=1).indices == y[:, None]
+        top1 += hits[:, 0].sum().item()
+        top5 += hits.any(dim=1).sum().item()
+        count += len(y)
+    model.train(was_training)
+    if env is not None:
+        loss, top1, top5, count = dist.all_sum([loss, top1, top5, count], env)
+    return {"loss": loss / count, "top1": 100 * top1 / count, "top5": 100 * top5 / count}
+
+
+class Trainer:
+    """Holds one run's objects; ``run`` trains to the end, or to ``max_steps``."""
+
+    def __init__(self, cfg: TrainConfig, resume: bool | str | Path = False, console=None):
+        self.env = dist.setup(cfg.device)
+        cfg.check(self.env.world_size)
+        self.cfg, self.out = cfg, Path(cfg.out)
+        _set_determinism(cfg)
+        self.data = build_data(cfg, self.env)
+        self.small_input = resolve_small_input(cfg, self.data.image_size)
+        torch.manual_seed(cfg.seed)  # identical initial weights on every worker
+        model = build_model(cfg, self.data, self.small_input).to(self.env.device)
+        self.model = model
+        self.optimizer = build_optimizer(cfg, model)
+        self.ema = ModelEma(model, cfg.ema_decay) if cfg.ema_decay else None
+        self.scaler = torch.amp.GradScaler(self.env.device.type, enabled=cfg.amp == "fp16")
+        self.schedule = Schedule(cfg, len(self.data.train.dataset), self.env.world_size)
+        self.state = RunState()
+        if resume:
+            path = self.out / CHECKPOINT_NAME if resume is True else Path(resume)
+            restore(self, path)
+        self.ddp = (
+            DistributedDataParallel(model, device_ids=_device_ids(self.env))
+            if self.env.world_size > 1
+            else model
+        )
+        self.progress = Progress(console, enabled=cfg.progress and self.env.main)
+
+    # --- the run -------------------------------------------------------------------------------
+
+    def write_config(self) -> None:
+        """config.json: the resolved configuration, saved with the run (rank 0)."""
+        if self.env.main:
+            atomic_write(self.out / "config.json", json.dumps(self.resolved(), indent=2) + "\n")
+
+    def resolved(self) -> dict[str, Any]:
+        """The configuration as run: the config plus every value derived from it."""
+        s = self.schedule
+        return {
+            **self.cfg.to_dict(),
+            "resolved": {
+                "world_size": self.env.world_size,
+                "device": str(self.env.device),
+                "threads": torch.get_num_threads(),
+                "peak_lr": self.cfg.peak_lr,
+                "micro_batch_per_worker": s.batch(0)
+                // (self.env.world_size * self.cfg.accum_steps),
+                "steps_per_epoch": s.epoch_steps[0],
+                "total_steps": s.total_steps,
+                "warmup_steps": s.warmup_steps,
+                "batch_phases": self.cfg.batch_phases(),
+                "small_input": self.small_input,
+                "image_size": self.data.image_size,
+                "train_images": len(self.data.train.dataset),
+                "val_images": len(self.data.val.dataset),
+                "torch": torch.__version__,
+            },
+        }
+
+    def run(self) -> TrainResult:
+        cfg, st = self.cfg, self.state
+        stopped = "done"
+        with self.progress:
+            while st.epoch < cfg.epochs:
+                if not self._train_epoch():
+                    stopped = "max_steps"
+                    break
+                self._end_epoch()
+        ckpt = self.out / CHECKPOINT_NAME if self.env.main else None
+        final = st.history[-1]["val"] if st.history else {}
+        return TrainResult(st.history, final, self.out, ckpt, stopped)
+
+    def _train_epoch(self) -> bool:
+        """Train the rest of the current epoch; False when max_steps stopped it early."""
+        cfg, st, env = self.cfg, self.state, self.env
+        batch = self.schedule.batch(st.epoch)
+        micro = batch // (env.world_size * cfg.accum_steps)
+        loader = with_batch(self.data.train, micro)
+        loader.sampler.set_epoch(st.epoch, skip=st.epoch_step * micro * cfg.accum_steps)
+        steps = self.schedule.epoch_steps[st.epoch]
+        self.ddp.train()
+        self.progress.start_epoch(st.epoch, cfg.epochs, steps, st.epoch_step)
+        batches = iter(loader)
+        while st.epoch_step < steps:
+            t0 = time.perf_counter()  # data loading counts in images/s
+            group = [b for _, b in zip(range(cfg.accum_steps), batches)]
+            self._step(group, t0)
+            if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0:
+                self._save()
+            if cfg.max_steps is not None and st.step >= cfg.max_steps:
+                self._save()
+                return False
+        return True
+
+    def _step(self, group: list, t0: float) -> None:
+        cfg, st, env = self.cfg, self.state, self.env
+        lr = self.schedule.lr(st.step, st.epoch)
+        self._set_lr(lr)
+        n = sum(len(y) for _, y in group)
+        loss_sum = correct = 0.0
+        self.optimizer.zero_grad(set_to_none=True)
+        for i, (x, y) in enumerate(group):
+            x, y = x.to(env.device, non_blocking=True), y.to(env.device, non_blocking=True)
+            sync = i == len(group) - 1 or env.world_size == 1
+            with _maybe_no_sync(self.ddp, sync):
+                with autocast(env.device, cfg.amp):
+                    logits = self.ddp(x)
+                    loss = F.cross_entropy(
+                        logits.float(), y, reduction="sum", label_smoothing=cfg.label_smoothing
+                    )
+                self.scaler.scale(loss / n).backward()
+            loss_sum += loss.detach()
+            correct += (logits.detach().argmax(1) == y).sum()
+        loss_value = float(loss_sum)
+        if dist.broadcast_flag(not math.isfinite(loss_value), env):
+            raise TrainingDiverged(
+                f"loss became {loss_value} at step {st.step} (epoch {st.epoch}); stopped before "
+                f"updating, the last good checkpoint in {self.out} is kept; lower --lr or add "
+                f"--warmup gradual"
+            )
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        st.advance(n, loss_value, float(correct), lr, time.perf_counter() - t0)
+        self.progress.update(st)
+
+    def _set_lr(self, lr: float) -> None:
+        old = self.state.lr
+        if getattr(self.optimizer, "lr_in_momentum_buffer", False) and old and old != lr:
+            momentum_correction(self.optimizer, old, lr)  # Goyal et al. 2017, Remark 2
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        self.state.lr = lr
+
+    def _end_epoch(self) -> None:
+        st = self.state
+        row = st.epoch_row(dist.all_sum([st.seen, st.loss_sum, st.correct], self.env))
+        row["val"] = evaluate(self.ddp, self.data.val, self.env.device, self.cfg.amp, self.env)
+        if self.ema is not None:
+            row["val_ema"] = evaluate(
+                self.ema.module, self.data.val, self.env.device, self.cfg.amp, self.env
+            )
+        st.finish_epoch(row)
+        self.progress.end_epoch(row)
+        self._save()
+        if self.env.main:
+            write_logs(self.out, st.history)
+
+    def _save(self) -> None:
+        if self.env.main:
+            snapshot(self, self.out / CHECKPOINT_NAME)
+
+
+def _device_ids(env: dist.DistEnv):
+    return [env.device.index] if env.device.type == "cuda" else None
+
+
+class _Nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _maybe_no_sync(model: nn.Module, sync: bool):
+    """DDP's no_sync for the micro-batches before the last of an accumulated update."""
+    if sync or not isinstance(model, DistributedDataParallel):
+        return _Nothing()
+    return model.no_sync()
+
+
+def _set_determinism(cfg: TrainConfig) -> None:
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    if cfg.deterministic:
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+
+
+def train(cfg: TrainConfig, *, resume: bool | str | Path = False, console=None) -> TrainResult:
+    """Train ``cfg.model`` on ``cfg.data``; ``resume`` continues from ``out/checkpoint``."""
+    trainer = Trainer(cfg, resume=resume, console=console)
+    try:
+        trainer.write_config()
+        return trainer.run()
+    finally:
+        dist.teardown()
