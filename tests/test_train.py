@@ -15,7 +15,7 @@ from cnnlab.train.ema import ModelEma
 from cnnlab.train.loop import Trainer, TrainingDiverged, train
 from cnnlab.train.params import param_groups
 
-# a tiny run: MobileNet v1 0.25 (CIFAR-style stem) on the 8x8 digits, 6 updates per epoch
+# a tiny run: MobileNet v1 0.25 (CIFAR-style stem) on the 8x8 digits, 7 updates per epoch
 TINY = dict(
     model="mobilenet_v1_x0_25", data="digits", batch_size=224, lr=0.4, epochs=2,
     progress=False, threads=1,
@@ -29,7 +29,7 @@ def _weights(out) -> dict[str, torch.Tensor]:
 
 def test_resume_after_a_stop_at_a_random_step_is_bitwise_identical(tmp_path):
     full = train(TrainConfig(out=str(tmp_path / "full"), **TINY))
-    stop = random.Random().randrange(1, 12)  # 12 updates in all
+    stop = random.Random().randrange(1, 14)  # 14 updates in all, 7 per epoch
     cut = TrainConfig(out=str(tmp_path / "cut"), max_steps=stop, **TINY)
     assert train(cut).stopped == "max_steps"
     resumed = train(TrainConfig(out=str(tmp_path / "cut"), **TINY), resume=True)
@@ -254,3 +254,14 @@ def test_ddp_two_workers_equal_one_process_with_the_global_batch(tmp_path):
         if "running" in k:
             torch.testing.assert_close(one["model." + k], ddp["model." + k], rtol=1e-3, atol=1e-4)
     assert list((tmp_path / "ddp").iterdir()) and not (tmp_path / "one" / "rank1").exists()
+
+
+@pytest.mark.parametrize("stop", [7, 8])  # the end of epoch 1 (then evaluated), one past it
+def test_resume_at_the_epoch_boundary(tmp_path, stop):
+    full = train(TrainConfig(out=str(tmp_path / "full"), **TINY))
+    cut = train(TrainConfig(out=str(tmp_path / "cut"), max_steps=stop, **TINY))
+    assert cut.stopped == "max_steps" and len(cut.history) == 1
+    train(TrainConfig(out=str(tmp_path / "cut"), **TINY), resume=True)
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "cut")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert full.stopped == "done"

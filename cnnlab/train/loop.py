@@ -146,16 +146,21 @@ class Trainer:
         stopped = "done"
         with self.progress:
             while st.epoch < cfg.epochs:
-                if not self._train_epoch():
-                    stopped = "max_steps"
+                if self._train_epoch():
+                    self._end_epoch()  # evaluates, logs and saves
+                if self._step_limit_reached():
+                    self._save()
+                    stopped = "max_steps" if st.epoch < cfg.epochs else "done"
                     break
-                self._end_epoch()
         ckpt = self.out / CHECKPOINT_NAME if self.env.main else None
         final = st.history[-1]["val"] if st.history else {}
         return TrainResult(st.history, final, self.out, ckpt, stopped)
 
+    def _step_limit_reached(self) -> bool:
+        return self.cfg.max_steps is not None and self.state.step >= self.cfg.max_steps
+
     def _train_epoch(self) -> bool:
-        """Train the rest of the current epoch; False when max_steps stopped it early."""
+        """Train the rest of the current epoch, or up to max_steps; True when it is complete."""
         cfg, st, env = self.cfg, self.state, self.env
         batch = self.schedule.batch(st.epoch)
         micro = batch // (env.world_size * cfg.accum_steps)
@@ -165,16 +170,13 @@ class Trainer:
         self.ddp.train()
         self.progress.start_epoch(st.epoch, cfg.epochs, steps, st.epoch_step)
         batches = iter(loader)
-        while st.epoch_step < steps:
+        while st.epoch_step < steps and not self._step_limit_reached():
             t0 = time.perf_counter()  # data loading counts in images/s
             group = [b for _, b in zip(range(cfg.accum_steps), batches)]
             self._step(group, t0)
             if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0:
                 self._save()
-            if cfg.max_steps is not None and st.step >= cfg.max_steps:
-                self._save()
-                return False
-        return True
+        return st.epoch_step >= steps
 
     def _step(self, group: list, t0: float) -> None:
         cfg, st, env = self.cfg, self.state, self.env
