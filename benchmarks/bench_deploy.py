@@ -30,19 +30,30 @@ def by_hand_compile(tv, x):
     return compiled
 
 
-def run(model: str, batch: int, threads: int, rounds: int) -> dict:
+def run(model: str, batch: int, threads: int, rounds: int, device: str = "cpu") -> dict:
+    """One model and batch: torchvision eager, deploy(auto), and the by-hand paths (on a GPU:
+    torch.compile only, ONNX Runtime runs on the CPU here)."""
     tv = torchvision.models.get_model(model.replace("_x1_0", "") if "mobilenet" in model else model)
     tv = tv.eval()
     x = torch.randn(batch, 3, 224, 224)
-    ours = cnnlab.deploy(cnnlab.from_torchvision(tv), batch_size=batch, threads=threads)
+    gpu = device != "cpu"
+    candidates = ("eager", "compile") if gpu else ("eager", "compile", "onnxruntime")
+    ours = cnnlab.deploy(
+        cnnlab.from_torchvision(tv), batch_size=batch, threads=threads, device=device,
+        candidates=candidates,
+    )  # fmt: skip
+    tv, x = tv.to(device), x.to(device)
     with num_threads(threads) as n:
         contenders = {
             "torchvision eager": tv,
             "cnnlab deploy (auto)": ours,
             "torchvision + torch.compile": by_hand_compile(tv, x),
-            "torchvision + onnxruntime": OnnxRuntimeModule(tv, x, n),
         }
-    res = cnnlab.compare_latency(contenders, batch_size=batch, threads=threads, rounds=rounds)
+        if not gpu:
+            contenders["torchvision + onnxruntime"] = OnnxRuntimeModule(tv, x, n)
+    res = cnnlab.compare_latency(
+        contenders, batch_size=batch, threads=threads, rounds=rounds, device=device
+    )
     by = {c.name: c for c in res}
     hand = min(list(contenders)[2:], key=lambda k: by[k].latency.median_ms)
     vs_eager = paired_ratio(by["cnnlab deploy (auto)"], by["torchvision eager"])
@@ -51,6 +62,7 @@ def run(model: str, batch: int, threads: int, rounds: int) -> dict:
         "model": model,
         "batch": batch,
         "threads": threads,
+        "device": torch.cuda.get_device_name() if gpu else "cpu",
         "chosen": ours.deploy_report.backend,
         "medians_ms": {k: c.latency.median_ms for k, c in by.items()},
         "vs_eager": vs_eager,
@@ -62,17 +74,19 @@ def run(model: str, batch: int, threads: int, rounds: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--batches", default="1,32")
     p.add_argument("--models", default="shufflenet_v2_x1_0,mobilenet_v2_x1_0")
     args = p.parse_args()
     rows = [
-        run(m, int(b), args.threads, args.rounds)
+        run(m, int(b), args.threads, args.rounds, args.device)
         for m in args.models.split(",")
         for b in args.batches.split(",")
     ]
-    table = Table(title=f"deploy vs torchvision, {args.threads} threads, fp32, CPU")
+    where = rows[0]["device"]
+    table = Table(title=f"deploy vs torchvision, {args.threads} threads, fp32, {where}")
     for col in (
         "model",
         "batch",
@@ -100,7 +114,7 @@ def main() -> None:
             "met" if r["pass"] else "MISSED",
         )
     Console(width=200).print(table)
-    print("wrote", save("deploy", {"rows": rows}))
+    print("wrote", save("deploy" if args.device == "cpu" else "deploy_cuda", {"rows": rows}))
 
 
 if __name__ == "__main__":

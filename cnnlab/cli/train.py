@@ -52,7 +52,7 @@ def train_command(
     out: Annotated[str, Opt("--out", help="run folder: config, logs, checkpoint")] = (
         "cnnlab-out/train"
     ),
-    epochs: Annotated[int, Opt("--epochs")] = 30,
+    epochs: Annotated[int, Opt("--epochs")] = 20,
     batch_size: Annotated[int, Opt("--batch-size", help="global batch per update")] = 64,
     lr: Annotated[float, Opt("--lr", help="base lr at --reference-batch")] = 0.1,
     reference_batch: Annotated[int, Opt("--reference-batch")] = 256,

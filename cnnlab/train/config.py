@@ -28,7 +28,7 @@ class TrainConfig:
     model: str = "shufflenet_v2_x0_5"
     data: str = "digits"
     out: str = "cnnlab-out/train"
-    epochs: int = 30
+    epochs: int = 20
     batch_size: int = 64
     image_size: int | None = None
     small_input: bool | None = None  # None: the CIFAR-style stem for inputs <= 64 px if offered

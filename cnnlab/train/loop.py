@@ -88,6 +88,8 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool | str | Path = False, console=None):
         self.env = dist.setup(cfg.device)
         cfg.check(self.env.world_size)
+        if cfg.amp == "fp16" and self.env.device.type == "cpu":
+            raise ValueError("--amp fp16 needs a GPU (loss scaling); on the CPU use --amp bf16")
         self.cfg, self.out = cfg, Path(cfg.out)
         _set_determinism(cfg)
         self.data = build_data(cfg, self.env)
