@@ -112,7 +112,7 @@ def main() -> None:
         f"{result['images_per_s']['reference']:.0f} img/s, ratio {result['ratio']:.3f} "
         f"(95% CI {low:.3f}-{high:.3f})"
     )
-    save("train_loop", result)
+    save(f"train_loop_{args.data.split(':')[0]}", result)
 
 
 if __name__ == "__main__":
