@@ -61,6 +61,10 @@ class SeededSamples(Dataset):
 
     def __getitem__(self, key: tuple[int, int]):
         epoch, i = key
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(sample_seed(self.seed, epoch, i))
+        gen = torch.default_generator  # the CPU generator the transforms draw from
+        state = gen.get_state()  # (torch.manual_seed would also seed CUDA: 1 ms a call)
+        gen.manual_seed(sample_seed(self.seed, epoch, i))
+        try:
             return self.dataset[i]
+        finally:
+            gen.set_state(state)
