@@ -50,6 +50,8 @@ SURVEY_LEVELS: dict[str, list[tuple[str, int | None]]] = {
         ("mobilenet_v2_x1_4", None),
         ("shufflenet_v1_g3_x2_0", None),
         ("xception", 80),
+        ("nasnet_a_mobile", None),
+        ("pnasnet5_mobile", None),
     ],
 }
 

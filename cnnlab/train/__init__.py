@@ -1,10 +1,13 @@
-"""Layer 4: training: data (embedded digits, MNIST, CIFAR, folders), LARS, the large-batch
-schedules (Goyal et al. 2017; You et al. 2017; Smith et al. 2017) and GradNorm. The loop and
-checkpoints are still to come."""
+"""Layer 4: training: data (embedded digits, MNIST, CIFAR, folders), the loop (``train`` with a
+``TrainConfig``; DDP under torchrun; exact resume), LARS, the large-batch schedules (Goyal et al.
+2017; You et al. 2017; Smith et al. 2017) and GradNorm."""
 
+from cnnlab.train.config import TrainConfig
 from cnnlab.train.data import DataSpec, build_loaders, parse_data_spec
+from cnnlab.train.evaluate import evaluate_checkpoint
 from cnnlab.train.gradnorm import GradNorm
 from cnnlab.train.lars import LARS, trust_ratio
+from cnnlab.train.loop import Trainer, TrainingDiverged, TrainResult, evaluate, train
 from cnnlab.train.schedules import (
     BatchPhase,
     batch_size_schedule,
@@ -17,6 +20,13 @@ from cnnlab.train.schedules import (
 
 __all__ = [
     "LARS",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "TrainingDiverged",
+    "evaluate",
+    "evaluate_checkpoint",
+    "train",
     "BatchPhase",
     "DataSpec",
     "GradNorm",
