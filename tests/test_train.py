@@ -265,3 +265,15 @@ def test_resume_at_the_epoch_boundary(tmp_path, stop):
     a, b = _weights(tmp_path / "full"), _weights(tmp_path / "cut")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert full.stopped == "done"
+
+
+def test_batch_phases_report_the_noise_scale():
+    """Smith et al.: g = lr N / (B (1 - m)) per phase; a 10x batch at the same lr is g / 10."""
+    cfg = TrainConfig(
+        batch_size=64, lr=0.1, epochs=4, schedule="step", milestones=(2,), increase_batch=True,
+        progress=False,
+    )  # fmt: skip
+    phases = Trainer(cfg).resolved()["resolved"]["batch_phases"]
+    assert [(p["start_epoch"], p["batch"]) for p in phases] == [(0, 64), (2, 640)]
+    assert phases[0]["noise_scale"] == pytest.approx(0.025 * 1437 / (64 * 0.1))
+    assert phases[1]["noise_scale"] == pytest.approx(phases[0]["noise_scale"] / 10)

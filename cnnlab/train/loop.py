@@ -37,7 +37,7 @@ from cnnlab.train.config import TrainConfig
 from cnnlab.train.ema import ModelEma
 from cnnlab.train.progress import Progress
 from cnnlab.train.runstate import RunState, restore, snapshot, write_logs
-from cnnlab.train.schedules import momentum_correction
+from cnnlab.train.schedules import momentum_correction, noise_scale
 
 
 class TrainingDiverged(RuntimeError):
@@ -134,7 +134,7 @@ class Trainer:
                 "steps_per_epoch": s.epoch_steps[0],
                 "total_steps": s.total_steps,
                 "warmup_steps": s.warmup_steps,
-                "batch_phases": self.cfg.batch_phases(),
+                "batch_phases": self._phases(),
                 "small_input": self.small_input,
                 "image_size": self.data.image_size,
                 "train_images": len(self.data.train.dataset),
@@ -142,6 +142,15 @@ class Trainer:
                 "torch": torch.__version__,
             },
         }
+
+    def _phases(self) -> list[dict[str, float]]:
+        """Each batch phase with its SGD noise scale g = lr N / (B (1 - m)) (Smith et al. 2017)."""
+        n = len(self.data.train.dataset)
+        return [
+            {"start_epoch": e, "batch": b, "peak_lr": lr,
+             "noise_scale": noise_scale(lr, n, b, self.cfg.momentum)}
+            for e, b, lr in self.cfg.batch_phases()
+        ]  # fmt: skip
 
     def run(self) -> TrainResult:
         cfg, st = self.cfg, self.state
