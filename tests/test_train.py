@@ -182,6 +182,8 @@ def test_run_writes_config_logs_and_evaluates(tmp_path, capsys):
         (["--batch-size", "100", "--accum-steps", "3"], "not divisible by workers x accum"),
         (["--optimizer", "adam"], "unknown optimizer 'adam'; choose one of sgd, lars"),
         (["--milestones", "5,x"], "--milestones must be epochs"),
+        (["--resume"], "nothing to resume in"),
+        (["--amp", "fp16", "--device", "cpu"], "--amp fp16 needs a GPU"),
         (["--device", "cuda"] if not torch.cuda.is_available() else ["--threads", "0"], ""),
     ],
 )

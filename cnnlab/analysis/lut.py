@@ -2,15 +2,17 @@
 
 The recipe of nn-Meter (Zhang et al., MobiSys 2021): a model's latency is the sum of the
 latencies of its operators (kernels, after fusion), each measured in isolation on an input of its
-shape. nn-Meter predicts each kernel with a regressor fitted on sampled configurations; this table
-stores the exact operators measured instead, so it covers only operators it has seen, and says so.
+shape. The table stores the exact operators measured; an operator it has not seen is predicted, as
+nn-Meter predicts every kernel, by a regressor fitted per operator kind on the table's entries
+(:mod:`cnnlab.analysis.lut_regress`), and the prediction counts how many operators came from each.
 nn-Meter's figure of merit is the fraction of held-out models predicted within ±10% of their
 measured latency (99.0% on a mobile CPU, per its abstract). Operators and fusion rules are those
 of :mod:`cnnlab.analysis.opsig`; every timing comes from :func:`measure_latency`.
 
 A table holds latencies for one device, thread count, batch size, backend and software version:
 loading it anywhere else is refused with the reason, unless forced. An operator missing from the
-table is reported, and the prediction states its coverage: it is never counted as zero.
+table and without a regressor is reported, and the prediction states its coverage: it is never
+counted as zero. Format 2 added the regressors; a format-1 table is refused with that reason.
 """
 
 from __future__ import annotations
@@ -30,9 +32,16 @@ from torch import nn
 
 from cnnlab.analysis.io import atomic_write
 from cnnlab.analysis.latency import check_device, check_settings, measure_latency
+from cnnlab.analysis.lut_regress import (
+    Synthetic,
+    check_regressors,
+    fit_regressors,
+    predict_key,
+    synthetic_ops,
+)
 from cnnlab.analysis.opsig import OpSig, extract_ops
 
-FORMAT = 1
+FORMAT = 2  # 2: per-kind regressors (lut_regress) stored with the entries
 NN_METER_TOLERANCE = 0.10  # nn-Meter's accuracy metric: |predicted - measured| <= 10% of measured
 _DEFAULT_INPUT = (3, 224, 224)
 
@@ -63,6 +72,12 @@ class LatencyTable:
     min_samples: int = 0
     min_seconds: float = 0.0
     entries: dict[str, LutEntry] = field(default_factory=dict)
+    synthetic: int = 0  # entries measured for the regressors only (not from any model)
+    regressors: dict[str, dict] = field(default_factory=dict)  # group -> fitted model (numbers)
+
+    def fit(self) -> None:
+        """Fit one regressor per operator group on the entries (lut_regress.fit_regressors)."""
+        self.regressors = fit_regressors({k: e.median_ms for k, e in self.entries.items()})
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -187,8 +202,12 @@ def build_lut(
     max_seconds: float = 5.0,
     table: LatencyTable | None = None,
     on_measured: Callable[[LatencyTable, int, int], None] | None = None,
+    synthetic: Synthetic | None = None,
 ) -> LatencyTable:
     """Measure every distinct operator of ``models`` once, in isolation, with measure_latency.
+
+    ``synthetic`` also measures a seeded sample of operators per group (lut_regress), so that
+    every group's regressor has training samples; the regressors are fitted on all entries.
 
     ``input_size`` defaults to each registered model's own. ``table`` continues an existing table
     of the same setting: its entries are kept and only new operators are measured (a killed build
@@ -213,12 +232,15 @@ def build_lut(
     else:
         _check_continuation(table, dev, threads, batch_size, backend)
     table.models = list(dict.fromkeys([*table.models, *names]))
-    todo = [s for k, s in sigs.items() if k not in table.entries]
+    extra = synthetic_ops(synthetic) if synthetic is not None else {}
+    todo = [s for k, s in {**sigs, **extra}.items() if k not in table.entries]
     sampling = {"min_samples": min_samples, "min_seconds": min_seconds, "max_seconds": max_seconds}
     for i, sig in enumerate(todo, start=1):
         table.entries[sig.key] = measure_op(sig, table, **sampling)
         if on_measured is not None:
             on_measured(table, i, len(todo))
+    table.synthetic = len(set(extra) - set(sigs)) if extra else table.synthetic
+    table.fit()
     return table
 
 
@@ -271,6 +293,12 @@ def table_from_dict(data: object, source: str = "latency table") -> LatencyTable
                 f"{source} is not a latency table: field {key!r} is missing or not a "
                 f"{typ.__name__}; rebuild it with `cnnlab lut build`"
             )
+    if data.get("format") != FORMAT:
+        raise ValueError(
+            f"{source} is a latency table of format {data.get('format')!r}, this cnnlab reads "
+            f"format {FORMAT} (per-kind regressors added in format 2); rebuild it with "
+            "`cnnlab lut build --fresh`"
+        )
     entries = {}
     for key, e in data["entries"].items():
         try:
@@ -286,6 +314,8 @@ def table_from_dict(data: object, source: str = "latency table") -> LatencyTable
         min_samples=int(data.get("min_samples", 0)),
         min_seconds=float(data.get("min_seconds", 0.0)),
         entries=entries,
+        synthetic=int(data.get("synthetic", 0)),
+        regressors=check_regressors(data.get("regressors", {}), source),
     )
 
 
@@ -329,14 +359,22 @@ def load_lut(
     return table
 
 
+SOURCES = ("table", "regressor", "measured now", "missing")
+
+
 @dataclass(frozen=True)
 class PredictionRow:
-    """One distinct operator of a model: occurrences, table latency (None: missing) and total."""
+    """One distinct operator of a model: occurrences, latency (None: missing) and its source.
+
+    ``source`` is ``table`` (exact signature), ``regressor`` (its group's fitted model),
+    ``measured now`` (measured on demand) or ``missing``.
+    """
 
     key: str
     kind: str
     count: int
     ms: float | None
+    source: str = "table"
 
     @property
     def total_ms(self) -> float | None:
@@ -345,11 +383,14 @@ class PredictionRow:
 
 @dataclass(frozen=True)
 class Prediction:
-    """Predicted latency: the sum of the table's entries over a model's operators (nn-Meter).
+    """Predicted latency: the sum over a model's operators (nn-Meter, Zhang et al. 2021).
 
-    ``total_ms`` sums the covered operators only; ``coverage`` is the fraction of operator
-    occurrences the table covered, ``missing`` lists the keys it lacked, and ``measured_now``
-    those of them measured on demand for this prediction (and then counted).
+    ``total_ms`` sums every operator with a latency: exact table entries, then the regressors,
+    then those measured on demand (``measured_now``). ``coverage`` is the fraction of operator
+    occurrences the table covered exactly, ``sources`` counts occurrences by source, ``missing``
+    lists the keys without any latency. ``table_ms`` sums the exact entries alone, and
+    ``regressed_ms`` is the table + regressor prediction (None when some operator had neither),
+    also when operators were then measured on demand.
     """
 
     model: str
@@ -360,6 +401,9 @@ class Prediction:
     coverage: float
     ops: int
     measured_now: tuple[str, ...] = ()
+    sources: dict[str, int] = field(default_factory=dict)
+    table_ms: float = 0.0
+    regressed_ms: float | None = None
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -368,33 +412,56 @@ class Prediction:
         return d
 
 
+def _latency(key: str, lut: LatencyTable) -> tuple[str, float | None]:
+    """(source, ms) of one operator before any on-demand measurement."""
+    if key in lut.entries:
+        return "table", lut.entries[key].median_ms
+    ms = predict_key(lut.regressors, key)[1]
+    return ("missing", None) if ms is None else ("regressor", ms)
+
+
 def _predict(
-    name: str, model: nn.Module, size, lut: LatencyTable, measure_missing: bool, sampling: dict
+    name: str,
+    model: nn.Module,
+    size,
+    lut: LatencyTable,
+    measure_missing: bool,
+    sampling: dict,
+    use_regressors: bool = True,
 ) -> Prediction:
     ops = extract_ops(model, size, lut.batch_size)
     sigs = {op.key: op for op in ops}
     counts: dict[str, int] = {}
     for op in ops:
         counts[op.key] = counts.get(op.key, 0) + 1
-    missing = tuple(k for k in counts if k not in lut.entries)
-    coverage = sum(op.key in lut.entries for op in ops) / len(ops) if ops else 1.0
-    if measure_missing:
-        for key in missing:
-            lut.entries[key] = measure_op(sigs[key], lut, **sampling)
-    entry = lut.entries.get
+    first = {k: _latency(k, lut) for k in counts}
+    regressed = None
+    if all(ms is not None for _, ms in first.values()):
+        regressed = math.fsum(counts[k] * ms for k, (_, ms) in first.items())
+    table_ms = math.fsum(counts[k] * ms for k, (src, ms) in first.items() if src == "table")
+    chosen = {
+        k: v if use_regressors or v[0] == "table" else ("missing", None) for k, v in first.items()
+    }
+    todo = tuple(k for k, (src, _) in chosen.items() if src != "table") if measure_missing else ()
+    for key in todo:
+        lut.entries[key] = measure_op(sigs[key], lut, **sampling)
+        chosen[key] = ("measured now", lut.entries[key].median_ms)
     rows = tuple(
-        PredictionRow(k, sigs[k].kind, n, entry(k).median_ms if entry(k) else None)
-        for k, n in counts.items()
+        PredictionRow(k, sigs[k].kind, n, chosen[k][1], chosen[k][0]) for k, n in counts.items()
     )
+    sources = {src: sum(r.count for r in rows if r.source == src) for src in SOURCES}
     return Prediction(
         model=name,
         input_size=tuple(size),
-        total_ms=math.fsum(lut.entries[op.key].median_ms for op in ops if op.key in lut.entries),
+        total_ms=math.fsum(r.total_ms for r in rows if r.ms is not None),
         rows=rows,
-        missing=missing,
-        coverage=coverage,
+        missing=tuple(r.key for r in rows if r.ms is None),
+        coverage=sources["table"] / len(ops) if ops else 1.0,
         ops=len(ops),
-        measured_now=missing if measure_missing else (),
+        measured_now=todo,
+        sources=sources,
+        table_ms=table_ms,
+        regressed_ms=regressed,
     )
 
 
@@ -414,16 +481,19 @@ def predict_latency(
     measure_missing: bool = False,
     min_samples: int | None = None,
     min_seconds: float | None = None,
+    use_regressors: bool = True,
 ) -> Prediction:
     """Predicted latency of a model under the table's setting: the sum over its operators.
 
-    Operators missing from the table are reported and not counted; ``measure_missing`` measures
-    them now (with the table's sampling unless given), adds them to ``lut`` and counts them.
+    An operator missing from the table is predicted by its group's regressor (unless
+    ``use_regressors`` is False); one with neither is reported and not counted.
+    ``measure_missing`` measures every operator not in the table now (with the table's sampling
+    unless given), adds it to ``lut`` and counts it.
     """
     name, model, size = _resolve(model_or_name, input_size)
     check_settings(size, lut.batch_size, None, "inference")
     sampling = _sampling(lut, min_samples, min_seconds)
-    return _predict(name, model, size, lut, measure_missing, sampling)
+    return _predict(name, model, size, lut, measure_missing, sampling, use_regressors)
 
 
 def measure_like(model: nn.Module | str, lut: LatencyTable, input_size, **kw) -> float:
@@ -445,11 +515,18 @@ class LutRow:
     coverage: float  # of the table before any operator was measured on demand
     held_out: bool  # not among the models the table was built from
     measured_now: int = 0  # operators measured on demand for this row
+    table_ms: float = 0.0  # exact table entries alone (a lower bound when coverage < 1)
+    regressed_ms: float | None = None  # table + regressors, before any on-demand measurement
 
     @property
     def error(self) -> float:
         """Relative error of the prediction, (predicted - measured) / measured."""
         return (self.predicted_ms - self.measured_ms) / self.measured_ms
+
+    def error_of(self, what: str) -> float | None:
+        """Relative error of ``predicted``, ``table`` (exact entries only) or ``regressed``."""
+        ms = {"predicted": self.predicted_ms, "table": self.table_ms}.get(what, self.regressed_ms)
+        return None if ms is None else (ms - self.measured_ms) / self.measured_ms
 
 
 @dataclass(frozen=True)
@@ -459,11 +536,15 @@ class LutAccuracy:
     rows: tuple[LutRow, ...]
     tolerance: float = NN_METER_TOLERANCE
 
-    def _within(self, rows) -> float | None:
-        rows = list(rows)
-        if not rows:
+    def _within(self, rows, what: str = "predicted") -> float | None:
+        errors = [r.error_of(what) for r in rows]
+        if not errors:
             return None
-        return sum(abs(r.error) <= self.tolerance for r in rows) / len(rows)
+        return sum(e is not None and abs(e) <= self.tolerance for e in errors) / len(errors)
+
+    def held_out_within_of(self, what: str) -> float | None:
+        """Held-out fraction within ±tolerance of ``table``, ``regressed`` or ``predicted``."""
+        return self._within([r for r in self.rows if r.held_out], what)
 
     @property
     def within(self) -> float | None:
@@ -489,10 +570,11 @@ def evaluate_lut(
 ) -> LutAccuracy:
     """Predict and measure each model under the table's setting; the fraction within ±tolerance.
 
-    Held-out models (not used to build the table) are what the metric is for. A model whose
-    coverage is below 1 is predicted from its covered operators only, and says so, unless
-    ``measure_missing`` measures the missing operators first (added to ``lut``): then the
-    accuracy tests additivity alone, the assumption of every latency table.
+    Held-out models (not used to build the table) are what the metric is for. Operators not in
+    the table are predicted by the regressors; ``measure_missing`` measures them instead (added to
+    ``lut``): then the accuracy tests additivity alone, the assumption of every latency table.
+    Every row also keeps the exact-entries-only sum and the table + regressor prediction, so
+    one run compares the three.
     """
     if not 0 < tolerance < 1:
         raise ValueError(f"tolerance must be in (0, 1), got {tolerance}")
@@ -502,7 +584,16 @@ def evaluate_lut(
         p = _predict(name, model, size, lut, measure_missing, _sampling(lut, None, None))
         measured = measure_like(model, lut, size, min_samples=min_samples, min_seconds=min_seconds)
         held_out = name not in lut.models
-        row = LutRow(name, p.total_ms, measured, p.coverage, held_out, len(p.measured_now))
+        row = LutRow(
+            name,
+            p.total_ms,
+            measured,
+            p.coverage,
+            held_out,
+            len(p.measured_now),
+            p.table_ms,
+            p.regressed_ms,
+        )
         rows.append(row)
         if on_model is not None:
             on_model(row)

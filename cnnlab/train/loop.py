@@ -104,6 +104,11 @@ class Trainer:
         self.state = RunState()
         if resume:
             path = self.out / CHECKPOINT_NAME if resume is True else Path(resume)
+            if resume is True and not path.exists():
+                raise ValueError(
+                    f"nothing to resume in {self.out}: no {CHECKPOINT_NAME}; drop --resume to "
+                    f"start a new run, or pass the run's --out"
+                )
             restore(self, path)
         self.ddp = (
             DistributedDataParallel(model, device_ids=_device_ids(self.env))
