@@ -202,7 +202,7 @@ CLI_SETTING = ("--input-size", "16", "--threads", "1")
 @pytest.fixture(scope="module")
 def cli_table(tmp_path_factory):
     path = tmp_path_factory.mktemp("cli") / "t.json"
-    sampling = ("--min-samples", "2", "--min-seconds", "0.001")
+    sampling = ("--min-samples", "2", "--min-seconds", "0.001", "--synthetic", "1")
     code = main(
         ["lut", "build", "--models", CLI_MODEL, *CLI_SETTING, *sampling, "--out", str(path)]
     )
@@ -235,6 +235,8 @@ def test_cli_build_again_keeps_every_entry(cli_table, capsys):
         *CLI_SETTING,
         "--out",
         str(cli_table),
+        "--synthetic",
+        "1",
         "--json",
     )
     assert code == 0
@@ -243,11 +245,15 @@ def test_cli_build_again_keeps_every_entry(cli_table, capsys):
 
 
 def test_cli_predict_reports_missing_operators(cli_table, capsys):
-    code, out, _ = run(
-        capsys, "lut", "predict", "shufflenet_v2_x0_5", "--lut", str(cli_table), *CLI_SETTING
-    )
+    args = ("lut", "predict", "shufflenet_v2_x0_5", "--lut", str(cli_table), *CLI_SETTING)
+    code, out, _ = run(capsys, *args, "--no-regressors")
     assert code == 0
     assert "missing" in out and "lower bound" in out and "coverage 100.0%" not in out
+    code, out, _ = run(capsys, *args, "--json")
+    p = json.loads(out)
+    assert code == 0 and p["missing"] == [] and p["sources"]["missing"] == 0
+    assert p["sources"]["table"] + p["sources"]["regressor"] == p["ops"]
+    assert p["sources"]["regressor"] > 0 and p["coverage"] < 1
 
 
 def test_cli_default_path_and_refusals(cli_table, capsys, tmp_path, monkeypatch):
@@ -312,8 +318,9 @@ def test_cli_evaluate(cli_table, capsys):
 def test_missing_signatures_measured_on_demand_are_counted():
     lut = table({k: v for k, v in TINY_MS.items() if k not in (POOL, LINEAR)}, threads=1)
     p = predict_latency(Tiny(), lut, SIZE, measure_missing=True, min_samples=2, min_seconds=0.001)
-    assert set(p.measured_now) == set(p.missing) == {POOL, LINEAR}
+    assert set(p.measured_now) == {POOL, LINEAR} and p.missing == ()
     assert p.coverage == 9 / 11  # of the table as it was
+    assert p.sources == {"table": 9, "regressor": 0, "measured now": 2, "missing": 0}
     # the sum over operators, in another order: equal up to floating-point rounding only
     expected = 8.2421875 - 6.0 + lut.entries[POOL].median_ms + lut.entries[LINEAR].median_ms
     assert p.total_ms == pytest.approx(expected, rel=1e-12, abs=0)

@@ -18,6 +18,7 @@ from rich.table import Table
 import cnnlab
 from cnnlab.analysis.lut import (
     NN_METER_TOLERANCE,
+    SOURCES,
     LatencyTable,
     LutRow,
     Prediction,
@@ -27,6 +28,7 @@ from cnnlab.analysis.lut import (
     measure_like,
     predict_latency,
 )
+from cnnlab.analysis.lut_regress import Synthetic
 from cnnlab.cli.app import (
     AsJson,
     BatchSize,
@@ -61,6 +63,10 @@ MeasureMissing = Annotated[
     typer.Option(
         "--measure-missing", help="measure operators missing from the table now and add them"
     ),
+]
+NoRegressors = Annotated[
+    bool,
+    typer.Option("--no-regressors", help="exact table entries only: no per-kind regressors"),
 ]
 Force = Annotated[
     bool, typer.Option("--force", help="use a table from another device, setting or version")
@@ -130,6 +136,14 @@ def build(
     fresh: Annotated[
         bool, typer.Option("--fresh", help="remeasure all instead of continuing the table at --out")
     ] = False,
+    synthetic: Annotated[
+        int,
+        typer.Option(
+            "--synthetic",
+            help="synthetic operators per regressor group measured to train the regressors "
+            "(0: the models' own operators only)",
+        ),
+    ] = Synthetic.per_group,
     as_json: AsJson = False,
 ) -> None:
     """Measure every distinct operator of the models once, in isolation, and write the table.
@@ -138,6 +152,8 @@ def build(
     new operators are measured, so a killed build resumes and a table grows to more models.
     """
     names = select_models(models)
+    if synthetic < 0:
+        raise UsageError(f"--synthetic must be >= 0, got {synthetic}")
     size = parse_input_size(input_size)
     n_threads = threads or torch.get_num_threads()
     path = out or default_path(device, n_threads, batch_size, backend)
@@ -169,6 +185,7 @@ def build(
             backend=backend,
             table=table,
             on_measured=on_measured,
+            synthetic=Synthetic(per_group=synthetic) if synthetic else None,
             **sampling,
         )
     table.save(path)
@@ -189,9 +206,10 @@ def build(
         )
         return
     _print_kinds(table)
+    _print_regressors(table)
     console().print(
         f"wrote {path}: {len(table.entries)} operators ({new} measured now, {kept} kept) "
-        f"from {len(names)} models in {seconds:.1f} s; "
+        f"from {len(names)} models + {table.synthetic} synthetic in {seconds:.1f} s; "
         f"{sampling['min_samples']} samples / {sampling['min_seconds']} s per operator"
     )
     console().print(f"table setting: {table.settings}")
@@ -206,6 +224,24 @@ def _print_kinds(table: LatencyTable) -> None:
         t.add_column(col, justify="left" if col == "kind" else "right", no_wrap=True)
     for kind, ms in sorted(by_kind.items(), key=lambda kv: -sum(kv[1])):
         t.add_row(kind, str(len(ms)), f"{min(ms):.4f}", f"{max(ms):.4f}", f"{sum(ms):.3f}")
+    console().print(t)
+
+
+def _print_regressors(table: LatencyTable) -> None:
+    t = Table(title="per-kind regressors (nn-Meter): model chosen by 5-fold CV relative error")
+    for col in ("group", "samples", "model", "CV error", "linear CV", "forest CV"):
+        t.add_column(col, justify="left" if col in ("group", "model") else "right", no_wrap=True)
+    for group, m in table.regressors.items():
+        cv = m.get("cv") or {}
+        cells = [f"{v:.1%}" if v is not None else "-" for v in (cv.get("linear"), cv.get("forest"))]
+        err = m.get("cv_error")
+        t.add_row(
+            escape(group),
+            str(m["samples"]),
+            m["model"],
+            "-" if err is None else f"{err:.1%}",
+            *cells,
+        )
     console().print(t)
 
 
@@ -244,14 +280,17 @@ def predict(
         bool, typer.Option("--measure", help="also measure the model and print the error")
     ] = False,
     measure_missing: MeasureMissing = False,
+    no_regressors: NoRegressors = False,
     top: Annotated[int, typer.Option("--top", help="rows to show, slowest first (0: all)")] = 15,
     as_json: AsJson = False,
 ) -> None:
-    """Predict a model's latency as the sum of the table's entries over its operators."""
+    """Predict a model's latency: the table's entries, else its kind's regressor, summed."""
     select_models(model)
     path, table, matches = _load(lut, device, threads, batch_size, force)
     size = parse_input_size(input_size)
-    p = predict_latency(model, table, size, measure_missing=measure_missing)
+    p = predict_latency(
+        model, table, size, measure_missing=measure_missing, use_regressors=not no_regressors
+    )
     note = _save_grown(table, path, len(p.measured_now), matches)
     measured = measure_like(model, table, p.input_size) if measure else None
     if as_json:
@@ -269,15 +308,15 @@ def _print_prediction(p: Prediction, top: int) -> None:
     shown = rows[:top] if top > 0 else rows
     size = "x".join(str(v) for v in p.input_size)
     t = Table(title=f"{p.model} at {size}: {len(shown)} of {len(rows)} operators, slowest first")
-    for col in ("operator", "count", "ms", "total ms", "share"):
+    for col in ("operator", "source", "count", "ms", "total ms", "share"):
         t.add_column(col, justify="left" if col == "operator" else "right", no_wrap=True)
     for r in shown:
         if r.ms is None:
-            t.add_row(escape(r.key), str(r.count), "missing", "-", "-")
+            t.add_row(escape(r.key), r.source, str(r.count), "missing", "-", "-")
         else:
             share = r.total_ms / p.total_ms if p.total_ms else 0.0
             cells = (f"{r.ms:.4f}", f"{r.total_ms:.3f}", f"{share:.1%}")
-            t.add_row(escape(r.key), str(r.count), *cells)
+            t.add_row(escape(r.key), r.source, str(r.count), *cells)
     console().print(t)
 
 
@@ -285,12 +324,17 @@ def _print_summary(p: Prediction, path: Path, table: LatencyTable, measured) -> 
     out = console()
     out.print(
         f"{p.model}: predicted {p.total_ms:.3f} ms = sum over {p.ops} operators "
-        f"({len(p.rows)} distinct); coverage {p.coverage:.1%}"
+        f"({len(p.rows)} distinct); exact table coverage {p.coverage:.1%}"
     )
-    if p.missing and not p.measured_now:
+    out.print(
+        "operators by source: " + ", ".join(f"{s} {p.sources.get(s, 0)}" for s in SOURCES),
+        markup=False,
+    )
+    if p.missing:
         out.print(
-            f"{len(p.missing)} distinct operators are missing from the table and not counted "
-            f"(the prediction is a lower bound); pass --measure-missing to measure them now",
+            f"{len(p.missing)} distinct operators have neither a table entry nor a regressor and "
+            f"are not counted (the prediction is a lower bound); pass --measure-missing to "
+            f"measure them now",
             markup=False,
         )
     if measured is not None:
@@ -334,7 +378,10 @@ def evaluate(
         )
     note = _save_grown(table, path, len(table.entries) - before, matches)
     if as_json:
-        rows = [{**r.__dict__, "error": r.error} for r in acc.rows]
+        rows = [
+            {**r.__dict__, "error": r.error, "regressed_error": r.error_of("regressed")}
+            for r in acc.rows
+        ]
         print(
             json.dumps(
                 {
@@ -343,6 +390,8 @@ def evaluate(
                     "tolerance": tolerance,
                     "within": acc.within,
                     "held_out_within": acc.held_out_within,
+                    "held_out_within_table_only": acc.held_out_within_of("table"),
+                    "held_out_within_regressed": acc.held_out_within_of("regressed"),
                     "rows": rows,
                 },
                 indent=1,
@@ -351,32 +400,34 @@ def evaluate(
         return
     _print_accuracy(acc.rows, tolerance)
     out = console()
+    held = [r for r in acc.rows if r.held_out]
     out.print(
         f"within ±{tolerance:.0%}: {_fraction(acc.rows, tolerance)} of all models; "
-        f"{_fraction([r for r in acc.rows if r.held_out], tolerance)} of held-out models"
+        f"{_fraction(held, tolerance)} of held-out models"
+        + (" (operators not in the table measured now)" if measure_missing else "")
     )
-    if any(r.coverage < 1 and not r.measured_now for r in acc.rows):
-        out.print(
-            "coverage < 100%: missing operators are not counted (the prediction is a lower "
-            "bound); pass --measure-missing to measure them now",
-            markup=False,
-        )
+    out.print(
+        f"held-out within ±{tolerance:.0%}: exact entries only {_fraction(held, tolerance, 'table')}"
+        f"; table + regressors {_fraction(held, tolerance, 'regressed')}",
+        markup=False,
+    )
     if note:
         out.print(note, markup=False)
     out.print(f"table {path}: {table.settings}", markup=False)
 
 
-def _fraction(rows: list[LutRow], tolerance: float) -> str:
+def _fraction(rows: list[LutRow], tolerance: float, what: str = "predicted") -> str:
     if not rows:
         return "none"
-    hits = sum(abs(r.error) <= tolerance for r in rows)
+    errors = [r.error_of(what) for r in rows]
+    hits = sum(e is not None and abs(e) <= tolerance for e in errors)
     return f"{hits}/{len(rows)} ({hits / len(rows):.0%})"
 
 
 def _print_accuracy(rows: tuple[LutRow, ...], tolerance: float) -> None:
     t = Table(title=f"latency table accuracy (nn-Meter's metric: within ±{tolerance:.0%})")
-    cols = ("model", "held out", "coverage", "measured now", "predicted ms", "measured ms")
-    cols += ("error", "within")
+    cols = ("model", "held out", "coverage", "measured now", "table-only err", "regressed err")
+    cols += ("predicted ms", "measured ms", "error", "within")
     for col in cols:
         t.add_column(col, justify="left" if col == "model" else "right", no_wrap=True)
     for r in rows:
@@ -386,9 +437,14 @@ def _print_accuracy(rows: tuple[LutRow, ...], tolerance: float) -> None:
             "yes" if r.held_out else "no",
             f"{r.coverage:.1%}",
             str(r.measured_now),
+            *(_pct(r.error_of(w)) for w in ("table", "regressed")),
             f"{r.predicted_ms:.3f}",
             f"{r.measured_ms:.3f}",
             f"{r.error:+.1%}",
             ok,
         )
     console().print(t)
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:+.1%}"
