@@ -11,6 +11,8 @@ from cnnlab.analysis.lut_regress import (
     features,
     fit_forest,
     fit_group,
+    fit_linear,
+    fit_power,
     fit_regressors,
     parse_key,
     predict_key,
@@ -64,15 +66,35 @@ def nonlinear(key: str) -> float:
     return 0.01 + (f["mem"] + f["macs"]) ** 0.5 / 1e3
 
 
+def training(group: str, y=nonlinear) -> tuple[np.ndarray, np.ndarray]:
+    keys = [k for k in TRAIN if features(k)[0] == group]
+    return np.array([vector(features(k)[1]) for k in keys]), np.array([y(k) for k in keys])
+
+
 def test_serialised_regressors_predict_identically(tmp_path):
-    lut = table({k: nonlinear(k) for k in TRAIN})
-    lut.fit()
-    assert "forest" in {m["model"] for m in lut.regressors.values()}  # the law is not linear
-    path = lut.save(tmp_path / "t.json")
-    loaded = load_lut(path)
+    lut = table({STEM: 1.0})
+    fits = {"conv": fit_forest, "conv1x1": fit_power, "dwconv": fit_linear}
+    lut.regressors = {group: fit(*training(group)) for group, fit in fits.items()}
+    loaded = load_lut(lut.save(tmp_path / "t.json"))
     assert loaded.regressors == lut.regressors
-    for key in HELD_OUT:
+    keys = [k for k in HELD_OUT if features(k)[0] in fits]
+    assert len(keys) >= 6
+    for key in keys:
         assert predict_key(loaded.regressors, key) == predict_key(lut.regressors, key)
+
+
+def test_power_law_is_reproduced():
+    def power(key: str) -> float:
+        f = features(key)[1]
+        return 0.5 * (1 + f["macs"]) ** 0.75 * (1 + f["mem"]) ** 0.125
+
+    X, y = training("conv", power)
+    assert fit_group(X, y)["model"] == "power"
+    model = fit_power(X, y)
+    assert model["coef"] == pytest.approx([0.75, 0.125, np.log(0.5)], rel=1e-9)
+    held = [k for k in HELD_OUT if features(k)[0] == "conv"]
+    got = predict_model(model, np.array([vector(features(k)[1]) for k in held]))
+    assert got == pytest.approx([power(k) for k in held], rel=1e-6)
 
 
 def test_stored_forest_equals_scikit_learns():

@@ -5,12 +5,14 @@ type on sampled configurations, with features such as input h/w, c_in, c_out, ke
 the kernel's FLOPs and memory access; a random forest gave its best accuracy. Here every operator
 kind of :mod:`cnnlab.analysis.opsig` falls into one *group* (dense, 1x1, group and depthwise conv,
 pooling, global pooling, linear, concat, shuffle, binary element-wise, norm/activation, other ATen
-operators by name), and each group gets one of two models, chosen by 5-fold cross-validation on
+operators by name), and each group gets one of three models, chosen by 5-fold cross-validation on
 the mean relative error (|predicted - measured| / measured) of the table's own entries:
 
 - ``linear``: latency = a * MACs + b * memory access + c with a, b, c >= 0, fitted by
   non-negative least squares on relative error (a roofline-like cost law: compute + traffic +
   launch overhead; ShuffleNet v2 §2 names exactly these as what decides speed);
+- ``power``: latency = e^c (1 + MACs)^a (1 + memory access)^b, least squares on log latency (it
+  extrapolates smoothly beyond the sampled shapes, where a forest is flat);
 - ``forest``: a random forest (scikit-learn, fixed random_state) on log latency.
 
 MACs and memory access follow :mod:`cnnlab.ops.cost` (inputs read + outputs written + params read,
@@ -196,6 +198,17 @@ def fit_linear(X: np.ndarray, y: np.ndarray) -> dict:
     return {"model": "linear", "coef": [float(v) for v in coef]}
 
 
+def _log_design(X: np.ndarray) -> np.ndarray:
+    """Columns (log(1 + MACs), log(1 + memory access), 1) of the power law."""
+    return np.log1p(np.maximum(_design(X), 0.0)) + np.array([0.0, 0.0, 1.0 - np.log(2.0)])
+
+
+def fit_power(X: np.ndarray, y: np.ndarray) -> dict:
+    """ms = e^c (1 + MACs)^a (1 + mem)^b, least squares in log space (a smooth extrapolator)."""
+    coef, *_ = np.linalg.lstsq(_log_design(X), np.log(y), rcond=None)
+    return {"model": "power", "coef": [float(v) for v in coef]}
+
+
 def fit_forest(X: np.ndarray, y: np.ndarray) -> dict:
     """A random forest on log latency, every tree kept as its node arrays."""
     from sklearn.ensemble import RandomForestRegressor
@@ -229,6 +242,8 @@ def predict_model(model: dict, X: np.ndarray) -> np.ndarray:
     X = np.asarray(X, dtype=np.float64)
     if model["model"] == "linear":
         return _design(X) @ np.asarray(model["coef"], dtype=np.float64)
+    if model["model"] == "power":
+        return np.exp(_log_design(X) @ np.asarray(model["coef"], dtype=np.float64))
     if model["model"] == "forest":
         X32 = X.astype(np.float32)  # scikit-learn's trees split float32 features
         logs = [[_tree_value(t, row) for t in model["trees"]] for row in X32]
@@ -249,17 +264,20 @@ def _cv_error(fit, X: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(errors))
 
 
+FITS = {"linear": fit_linear, "power": fit_power, "forest": fit_forest}
+
+
 def fit_group(X: np.ndarray, y: np.ndarray) -> dict:
-    """The better of the linear law and the forest by 5-fold CV (linear only when few samples)."""
+    """The best of the linear law, the power law and the forest by 5-fold CV relative error.
+
+    With fewer than MIN_FOREST_SAMPLES samples the linear law is fitted without choosing.
+    """
     X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if len(y) < MIN_FOREST_SAMPLES:
         return {**fit_linear(X, y), "samples": len(y), "cv_error": None}
-    cv = {
-        name: _cv_error(fit, X, y) for name, fit in (("linear", fit_linear), ("forest", fit_forest))
-    }
+    cv = {name: _cv_error(fit, X, y) for name, fit in FITS.items()}
     best = min(cv, key=cv.get)
-    model = (fit_linear if best == "linear" else fit_forest)(X, y)
-    return {**model, "samples": len(y), "cv_error": cv[best], "cv": cv}
+    return {**FITS[best](X, y), "samples": len(y), "cv_error": cv[best], "cv": cv}
 
 
 def fit_regressors(entries: dict[str, float]) -> dict[str, dict]:
@@ -289,7 +307,7 @@ def check_regressors(data: object, source: str) -> dict[str, dict]:
         raise ValueError(f"{source}: 'regressors' must be an object; rebuild the table")
     for group, m in data.items():
         ok = isinstance(m, dict) and (
-            (m.get("model") == "linear" and _numbers(m.get("coef"), 3))
+            (m.get("model") in ("linear", "power") and _numbers(m.get("coef"), 3))
             or (m.get("model") == "forest" and isinstance(m.get("trees"), list) and m["trees"])
         )
         if not ok:

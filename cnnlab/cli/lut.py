@@ -229,11 +229,11 @@ def _print_kinds(table: LatencyTable) -> None:
 
 def _print_regressors(table: LatencyTable) -> None:
     t = Table(title="per-kind regressors (nn-Meter): model chosen by 5-fold CV relative error")
-    for col in ("group", "samples", "model", "CV error", "linear CV", "forest CV"):
+    for col in ("group", "samples", "model", "CV error", "linear CV", "power CV", "forest CV"):
         t.add_column(col, justify="left" if col in ("group", "model") else "right", no_wrap=True)
     for group, m in table.regressors.items():
         cv = m.get("cv") or {}
-        cells = [f"{v:.1%}" if v is not None else "-" for v in (cv.get("linear"), cv.get("forest"))]
+        cells = [_pct(cv.get(name), "") for name in ("linear", "power", "forest")]
         err = m.get("cv_error")
         t.add_row(
             escape(group),
@@ -446,5 +446,5 @@ def _print_accuracy(rows: tuple[LutRow, ...], tolerance: float) -> None:
     console().print(t)
 
 
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{v:+.1%}"
+def _pct(v: float | None, sign: str = "+") -> str:
+    return "-" if v is None else f"{v:{sign}.1%}"
