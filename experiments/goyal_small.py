@@ -37,19 +37,33 @@ RECIPES = {
 }  # fmt: skip
 
 
+def slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in name).strip("_")
+
+
+def run_one(args, name: str, recipe: dict, seed: int) -> list[float]:
+    """One recipe and seed; a finished run is read back, a stopped one resumed (exactly)."""
+    out = Path(args.out) / "runs" / f"{slug(name)}_seed{seed}"
+    log = out / "log.jsonl"
+    if log.exists():
+        rows = [json.loads(line) for line in log.read_text().splitlines()]
+        if len(rows) == args.epochs:
+            return [r["val"]["top1"] for r in rows]
+    settings = {"schedule": "cosine", **recipe}
+    cfg = TrainConfig(
+        model=args.model, data=args.data, epochs=args.epochs, seed=seed, threads=args.threads,
+        progress=False, out=str(out), **settings,
+    )  # fmt: skip
+    r = train(cfg, resume=(out / "checkpoint.safetensors").exists())
+    return [h["val"]["top1"] for h in r.history]
+
+
 def run(args) -> dict:
     results: dict[str, list[dict]] = {name: [] for name in RECIPES}
     for seed in args.seeds:
         for name, recipe in RECIPES.items():
-            cfg = TrainConfig(
-                model=args.model, data=args.data, epochs=args.epochs, seed=seed,
-                threads=args.threads, progress=False, schedule="cosine",
-                out=str(Path(args.out) / "runs" / f"{name.split()[0]}_{len(results[name])}"),
-                **recipe,
-            )  # fmt: skip
             t0 = time.time()
-            r = train(cfg)
-            curve = [h["val"]["top1"] for h in r.history]
+            curve = run_one(args, name, recipe, seed)
             results[name].append({"seed": seed, "val_top1": curve, "seconds": time.time() - t0})
             print(f"{name:36s} seed {seed}: final val top-1 {curve[-1]:.2f}%", flush=True)
     return results
