@@ -104,3 +104,12 @@ def test_bn_variants_fold_like_bn():
         x = torch.randn(1, 3, 64, 64)
         with torch.no_grad():
             assert (folded(x) - model(x)).abs().max() <= 1e-4
+
+
+def test_onnx_export_of_tf_same_padding_cells():
+    """NASNet's 'SAME' padding is planned from the input size: static under ONNX export."""
+    pytest.importorskip("onnxruntime")
+    model = cnnlab.create_model("nasnet_a_mobile", num_classes=10).eval()
+    x = torch.randn(1, 3, 65, 65)  # odd: the stride-2 cells pad asymmetrically
+    with torch.no_grad():
+        assert (OnnxRuntimeModule(model, x, 1)(x) - model(x)).abs().max() <= 1e-4

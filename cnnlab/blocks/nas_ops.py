@@ -32,6 +32,12 @@ def same_pads(n: int, k: int, stride: int, dilation: int = 1) -> tuple[int, int]
     return total // 2, total - total // 2
 
 
+def _hw(x: torch.Tensor) -> tuple[int, int]:
+    """The input's spatial size as Python ints: under ONNX export tracing the sizes would be
+    traced tensors and the padding dynamic; the plan is static for a fixed input size."""
+    return int(x.shape[-2]), int(x.shape[-1])
+
+
 def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
@@ -76,7 +82,7 @@ class SameConv2d(nn.Conv2d):
         super().__init__(c_in, c_out, k, stride, 0, dilation, groups, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads, padding = _same_plan(x.shape[-2], x.shape[-1], self.kernel_size, self.stride,
+        pads, padding = _same_plan(*_hw(x), self.kernel_size, self.stride,
                                    self.dilation[0])  # fmt: skip
         if pads is not None:
             x = F.pad(x, pads)
@@ -98,7 +104,7 @@ class SamePool(nn.Module):
         self.kind, self.k, self.stride = kind, k, stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads, padding = _same_plan(x.shape[-2], x.shape[-1], self.k, self.stride, 1)
+        pads, padding = _same_plan(*_hw(x), self.k, self.stride, 1)
         if pads is not None:
             x = F.pad(x, pads, value=-math.inf if self.kind == "max" else 0.0)
         if self.kind == "max":
@@ -150,7 +156,7 @@ class FactorizedReduction(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act(x)
         shifted = x[:, :, 1:, 1:]
-        pads = _shift_pads(x.shape[-2], x.shape[-1])
+        pads = _shift_pads(*_hw(x))
         if pads is not None:
             shifted = F.pad(shifted, pads)
         return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], 1))
