@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -11,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from cnnlab.models import create_model, model_config
 from cnnlab.ops.norm import convert_norm
-from cnnlab.train.config import TrainConfig
+from cnnlab.train.config import TrainConfig, steps_per_epoch
 from cnnlab.train.data import build_loaders
 from cnnlab.train.dist import DistEnv
 from cnnlab.train.lars import LARS
@@ -32,7 +31,7 @@ class Data:
 
 def build_data(cfg: TrainConfig, env: DistEnv) -> Data:
     """Loaders at the first phase's micro-batch per worker; the image size read off a sample."""
-    micro = cfg.batch_phases()[0][1] // (env.world_size * cfg.accum_steps)
+    micro = cfg.micro_batch(cfg.batch_phases()[0][1], env.world_size)
     train, val, num_classes, in_chans = build_loaders(
         cfg.data,
         batch_size=micro,
@@ -103,8 +102,7 @@ class Schedule:
     def __init__(self, cfg: TrainConfig, num_train: int, world_size: int):
         self.cfg, self.phases = cfg, cfg.batch_phases()
         self.epoch_steps = [
-            math.ceil((num_train // world_size) / (self.batch(e) // world_size))
-            for e in range(cfg.epochs)
+            steps_per_epoch(num_train, world_size, self.batch(e)) for e in range(cfg.epochs)
         ]
         self.epoch_start = [sum(self.epoch_steps[:e]) for e in range(cfg.epochs + 1)]
         self.total_steps = self.epoch_start[-1]

@@ -12,14 +12,15 @@ from __future__ import annotations
 import json
 import os
 import random
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
+
+from cnnlab.analysis.io import atomic_write
 
 FORMAT = "cnnlab-checkpoint-1"
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -76,20 +77,9 @@ def optimizer_join(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> di
 
 def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
     """Write tensors + JSON metadata to ``path`` atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     payload = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    try:
-        save_file(payload, str(tmp), metadata={"format": FORMAT, "meta": json.dumps(meta)})
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # as any file the user writes, not 0600
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    data = save(payload, metadata={"format": FORMAT, "meta": json.dumps(meta)})
+    return atomic_write(path, data)
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:

@@ -143,6 +143,11 @@ class TrainConfig:
             values["milestones"] = tuple(values["milestones"])
         return cls(**values)
 
+    def micro_batch(self, batch: int, world_size: int) -> int:
+        """Images per forward pass on one worker: the global ``batch`` split over the workers
+        and the accumulated micro-batches of one update."""
+        return batch // (world_size * self.accum_steps)
+
     @property
     def peak_lr(self) -> float:
         """The learning rate after warmup: scaled by the linear scaling rule if ``scale_lr``."""

@@ -10,6 +10,7 @@ Checkpoints every ``checkpoint_every`` steps and at each epoch end; ``resume`` c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -134,8 +135,7 @@ class Trainer:
                 "device": str(self.env.device),
                 "threads": torch.get_num_threads(),
                 "peak_lr": self.cfg.peak_lr,
-                "micro_batch_per_worker": s.batch(0)
-                // (self.env.world_size * self.cfg.accum_steps),
+                "micro_batch_per_worker": self.cfg.micro_batch(s.batch(0), self.env.world_size),
                 "steps_per_epoch": s.epoch_steps[0],
                 "total_steps": s.total_steps,
                 "warmup_steps": s.warmup_steps,
@@ -179,7 +179,7 @@ class Trainer:
         """Train the rest of the current epoch, or up to max_steps; True when it is complete."""
         cfg, st, env = self.cfg, self.state, self.env
         batch = self.schedule.batch(st.epoch)
-        micro = batch // (env.world_size * cfg.accum_steps)
+        micro = cfg.micro_batch(batch, env.world_size)
         loader = with_batch(self.data.train, micro)
         loader.sampler.set_epoch(st.epoch, skip=st.epoch_step * micro * cfg.accum_steps)
         steps = self.schedule.epoch_steps[st.epoch]
@@ -258,18 +258,10 @@ def _device_ids(env: dist.DistEnv):
     return [env.device.index] if env.device.type == "cuda" else None
 
 
-class _Nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
 def _maybe_no_sync(model: nn.Module, sync: bool):
     """DDP's no_sync for the micro-batches before the last of an accumulated update."""
     if sync or not isinstance(model, DistributedDataParallel):
-        return _Nothing()
+        return contextlib.nullcontext()
     return model.no_sync()
 
 
@@ -283,8 +275,8 @@ def _set_determinism(cfg: TrainConfig) -> None:
 
 def train(cfg: TrainConfig, *, resume: bool | str | Path = False, console=None) -> TrainResult:
     """Train ``cfg.model`` on ``cfg.data``; ``resume`` continues from ``out/checkpoint``."""
-    trainer = Trainer(cfg, resume=resume, console=console)
-    try:
+    try:  # the process group is left even when the set-up itself refuses the config
+        trainer = Trainer(cfg, resume=resume, console=console)
         trainer.write_config()
         return trainer.run()
     finally:
