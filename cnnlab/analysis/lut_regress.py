@@ -34,7 +34,7 @@ from scipy.optimize import nnls
 
 from cnnlab.analysis.opsig import OpSig
 from cnnlab.ops.act import activation_cost
-from cnnlab.ops.cost import conv_out
+from cnnlab.ops.cost import Cx, conv2d_cx, conv_out
 
 FEATURES = ("c_in", "h", "w", "c_out", "k", "s", "g", "macs", "mem", "op")
 MIN_FOREST_SAMPLES = 12  # fewer samples: the 3-parameter linear law only
@@ -121,17 +121,16 @@ def _act_mem(parts: list[str], numel: int) -> int:
 def _conv_features(kind: str, x: tuple[int, ...], a: dict[str, Any]) -> dict[str, float]:
     """conv2d_cx's counts (cnnlab.ops.cost) for square or rectangular windows and strides."""
     c, h, w = x
-    (kh, kw), (sh, sw), (ph, pw) = _pair(a["k"]), _pair(a["s"]), _pair(a["p"])
-    dh, dw = _pair(a.get("d", 1))
+    (kh, kw), (sh, _) = _pair(a["k"]), _pair(a["s"])
     out, g = int(a["out"]), int(a["g"])
-    ho, wo = conv_out(h, kh, sh, ph, dh), conv_out(w, kw, sw, pw, dw)
-    weights = out * (c // g) * kh * kw
-    params = weights + (out if a.get("bias") else 0)
-    n_out = out * ho * wo
+    y = conv2d_cx(
+        Cx(c, h, w), out, (kh, kw), stride=_pair(a["s"]), padding=_pair(a["p"]),
+        dilation=_pair(a.get("d", 1)), groups=g, bias=bool(a.get("bias")),
+    )  # fmt: skip
     parts = [p for p in kind.split("+")[1:] if p != "bn"]
-    mem = c * h * w + n_out + params + _act_mem(parts, n_out)
+    mem = y.memory_access + _act_mem(parts, y.c * y.h * y.w)
     feats = {"c_in": c, "h": h, "w": w, "c_out": out, "k": kh * kw, "s": sh, "g": g}
-    return {**feats, "macs": weights * ho * wo, "mem": mem}
+    return {**feats, "macs": y.macs, "mem": mem}
 
 
 def _pool_out(x: tuple[int, ...], a: dict[str, Any]) -> int:

@@ -106,18 +106,18 @@ def conv2d_cx(
     c_out: int,
     k: int | tuple[int, int],
     *,
-    stride: int = 1,
-    padding: int | None = None,
-    dilation: int = 1,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] | None = None,
+    dilation: int | tuple[int, int] = 1,
     groups: int = 1,
     bias: bool = False,
 ) -> Cx:
     """Conv2d: weights c_out*(c_in/g)*kh*kw; MACs h_out*w_out*c_out*(c_in/g)*kh*kw."""
     check_groups("conv", cx.c, c_out, groups)
-    kh, kw = _pair(k)
-    ph, pw = _pair(padding) if padding is not None else (dilation * (kh - 1) // 2,) * 2
-    h = conv_out(cx.h, kh, stride, ph, dilation)
-    w = conv_out(cx.w, kw, stride, pw, dilation)
+    (kh, kw), (sh, sw), (dh, dw) = _pair(k), _pair(stride), _pair(dilation)
+    ph, pw = _pair(padding) if padding is not None else (dh * (kh - 1) // 2, dw * (kw - 1) // 2)
+    h = conv_out(cx.h, kh, sh, ph, dh)
+    w = conv_out(cx.w, kw, sw, pw, dw)
     weights = c_out * (cx.c // groups) * kh * kw
     params = weights + (c_out if bias else 0)
     out = c_out * h * w
