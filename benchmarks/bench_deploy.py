@@ -15,8 +15,9 @@ from rich.table import Table
 
 import cnnlab
 from benchmarks._common import paired_ratio, save
-from cnnlab.analysis.deploy import ChannelsLast, OnnxRuntimeModule
+from cnnlab.analysis.deploy import ChannelsLast
 from cnnlab.analysis.latency import num_threads
+from cnnlab.analysis.runtimes import OnnxRuntimeModule, OpenVinoModule
 
 
 def by_hand_compile(tv, x, threads: int):
@@ -35,12 +36,12 @@ def by_hand_compile(tv, x, threads: int):
 
 def run(model: str, batch: int, threads: int, rounds: int, device: str = "cpu") -> dict:
     """One model and batch: torchvision eager, deploy(auto), and the by-hand paths (on a GPU:
-    torch.compile only, ONNX Runtime runs on the CPU here)."""
+    torch.compile only: ONNX Runtime and OpenVINO run on the CPU here)."""
     tv = torchvision.models.get_model(model.replace("_x1_0", "") if "mobilenet" in model else model)
     tv = tv.eval()
     x = torch.randn(batch, 3, 224, 224)
     gpu = device != "cpu"
-    candidates = ("eager", "compile") if gpu else ("eager", "compile", "onnxruntime")
+    candidates = ("eager", "compile") if gpu else ("eager", "compile", "onnxruntime", "openvino")
     ours = cnnlab.deploy(
         cnnlab.from_torchvision(tv), batch_size=batch, threads=threads, device=device,
         candidates=candidates,
@@ -54,6 +55,7 @@ def run(model: str, batch: int, threads: int, rounds: int, device: str = "cpu") 
         }
         if not gpu:
             contenders["torchvision + onnxruntime"] = OnnxRuntimeModule(tv, x, n)
+            contenders["torchvision + openvino"] = OpenVinoModule(tv, x, n)
     res = cnnlab.compare_latency(
         contenders, batch_size=batch, threads=threads, rounds=rounds, device=device
     )

@@ -141,8 +141,9 @@ def test_the_group_conv_runs_children_that_count_as_group_conv():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="iterations must be >= 1"):
         runtime_breakdown(nn.Linear(4, 4), input_size=(1, 1, 4), iterations=0)
-    with pytest.raises(ValueError, match="no operators inside ONNX Runtime"):
-        runtime_breakdown(nn.Linear(4, 4), input_size=(1, 1, 4), backend="onnxruntime")
+    for runtime in ("onnxruntime", "openvino"):
+        with pytest.raises(ValueError, match=f"no operators inside {runtime}"):
+            runtime_breakdown(nn.Linear(4, 4), input_size=(1, 1, 4), backend=runtime)
 
 
 def test_cli_writes_png_and_json(tmp_path, capsys):

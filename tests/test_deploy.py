@@ -5,7 +5,10 @@ import torch
 from torch import nn
 
 import cnnlab
-from cnnlab.analysis.deploy import OnnxRuntimeModule, deploy, fold_batch_norms, fold_conv_bn
+from cnnlab.analysis import deploy as deploy_module
+from cnnlab.analysis import runtimes
+from cnnlab.analysis.deploy import default_backend, deploy, fold_batch_norms, fold_conv_bn
+from cnnlab.analysis.runtimes import OnnxRuntimeModule, OpenVinoModule
 from tests.bn import randomise_bn
 
 SMALL = dict(input_size=(3, 32, 32), batch_size=2)
@@ -37,9 +40,10 @@ def test_a_bn_not_after_a_conv_stays():
     assert (n_folded, n_left) == (0, 1)
 
 
-@pytest.mark.parametrize("backend", ["eager", "onnxruntime"])
+@pytest.mark.parametrize("backend", ["eager", "onnxruntime", "openvino"])
 def test_backends_equal_the_original(backend):
-    pytest.importorskip("onnxruntime")
+    if backend != "eager":
+        pytest.importorskip(backend)
     model = randomise_bn(cnnlab.create_model("mobilenet_v2_x0_35"))
     out = deploy(model, backend=backend, threads=1, **SMALL)
     report = out.deploy_report
@@ -69,11 +73,34 @@ def test_auto_measures_and_says_why():
     assert report.reason.startswith("fastest measured at batch 2")
 
 
-def test_onnxruntime_module_refuses_another_shape():
-    pytest.importorskip("onnxruntime")
-    ort = OnnxRuntimeModule(nn.Conv2d(3, 4, 1).eval(), torch.randn(1, 3, 8, 8), 1)
+@pytest.mark.parametrize("module", [OnnxRuntimeModule, OpenVinoModule])
+def test_runtime_module_refuses_another_shape(module):
+    pytest.importorskip(module.__name__.removesuffix("Module").lower())
+    rt = module(nn.Conv2d(3, 4, 1).eval(), torch.randn(1, 3, 8, 8), 1)
     with pytest.raises(ValueError, match=r"exported for input shape \(1, 3, 8, 8\)"):
-        ort(torch.randn(2, 3, 8, 8))
+        rt(torch.randn(2, 3, 8, 8))
+
+
+def test_missing_runtime_names_the_extra(monkeypatch):
+    def missing(name):
+        raise ImportError(name)
+
+    monkeypatch.setattr(runtimes.importlib, "import_module", missing)
+    with pytest.raises(ValueError, match=r"pip install 'cnnlab\[openvino\]'"):
+        OpenVinoModule(nn.Conv2d(3, 4, 1).eval(), torch.randn(1, 3, 8, 8), 1)
+    with pytest.raises(ValueError, match=r"pip install 'cnnlab\[onnx\]'"):
+        OnnxRuntimeModule(nn.Conv2d(3, 4, 1).eval(), torch.randn(1, 3, 8, 8), 1)
+
+
+def test_default_backend_prefers_an_installed_runtime(monkeypatch):
+    assert default_backend(torch.device("cuda")) == "eager"  # the runtimes run on the CPU
+    installed = {"onnxruntime"}
+    monkeypatch.setattr(deploy_module, "runtime_available", lambda n, dev: n in installed)
+    assert default_backend(torch.device("cpu")) == "onnxruntime"
+    installed.add("openvino")
+    assert default_backend(torch.device("cpu")) == "openvino"
+    installed.clear()
+    assert default_backend(torch.device("cpu")) == "eager"
 
 
 def test_bad_backend():

@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cnnlab.analysis.complexity import complexity
-from cnnlab.analysis.deploy import deploy
+from cnnlab.analysis.deploy import default_backend, deploy
 from cnnlab.analysis.io import atomic_write, save_figure
-from cnnlab.analysis.latency import check_settings, compare_latency
+from cnnlab.analysis.latency import check_device, check_settings, compare_latency
 from cnnlab.models import create_model, get_entry
 
 # The survey's comparison (ShuffleNet v2 Table 8) at matched MACs: (model, input side or None).
@@ -105,7 +105,7 @@ def run_bench(
     batch_sizes: Sequence[int] = (1, 8),
     device: str = "cpu",
     threads: int | None = None,
-    backend: str = "onnxruntime",
+    backend: str | None = None,
     rounds: int = 10,
     min_seconds: float = 1.0,
     side: int | None = None,
@@ -120,6 +120,7 @@ def run_bench(
     """
     for b in batch_sizes:
         check_settings((3, 1, 1), b, threads, "inference")
+    backend = backend or default_backend(check_device(device))
     steps = [(lv, e, b) for lv, e in bench_levels(models, side).items() for b in batch_sizes]
     rows: list[BenchRow] = []
     for done, (level, entries, batch) in enumerate(steps):

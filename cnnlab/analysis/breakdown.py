@@ -222,7 +222,7 @@ def deployed_model(
     batch_size: int,
     device: str,
     threads: int | None,
-    candidates: tuple[str, ...] = ("eager", "compile", "onnxruntime"),
+    candidates: tuple[str, ...] = ("eager", "compile", "onnxruntime", "openvino"),
 ) -> tuple[nn.Module, str]:
     """``cnnlab.analysis.deploy.deploy`` of a model and a label: "eager", or "auto -> compile"."""
     from cnnlab.analysis.deploy import deploy
@@ -270,9 +270,9 @@ def runtime_breakdown(
         raise TypeError(f"expected a model or a model name, got {type(model_or_name).__name__}")
     size = check_settings(input_size or (3, 224, 224), batch_size, threads, "inference")
     dev = check_device(device)
-    if backend == "onnxruntime":
+    if backend in ("onnxruntime", "openvino"):
         raise ValueError(
-            "the profiler sees no operators inside ONNX Runtime; use --backend eager or compile"
+            f"the profiler sees no operators inside {backend}; use --backend eager or compile"
         )
     label = "as given"
     if backend is not None:  # "auto" chooses among the runtimes whose operators can be seen

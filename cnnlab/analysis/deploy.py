@@ -1,8 +1,9 @@
 """``deploy``: an inference module with batch norm folded and the fastest measured runtime.
 
 Backends: "eager" (BN folded into the preceding conv, channels_last where it measures faster),
-"compile" (``torch.compile`` of the folded model with inductor freezing the weights), and
-"onnxruntime" (exported to ONNX, run by ONNX Runtime: the ``onnx`` extra). "auto" measures the
+"compile" (``torch.compile`` of the folded model with inductor freezing the weights),
+"onnxruntime" (exported to ONNX, run by ONNX Runtime: the ``onnx`` extra) and "openvino"
+(the same ONNX graph compiled by OpenVINO for this CPU: the ``openvino`` extra). "auto" measures the
 available candidates side by side for this device, batch size and input size and keeps the
 fastest. The ranking of two designs can change with the runtime (Ma et al. 2018 measured an
 in-house library with tensor fusion), so every speed table states the backend it ran on.
@@ -11,16 +12,16 @@ in-house library with tensor fusion), so every speed table states the backend it
 from __future__ import annotations
 
 import copy
-import io
-import warnings
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from cnnlab.analysis.latency import check_device, check_settings, compare_latency, num_threads
+from cnnlab.analysis.runtimes import OnnxRuntimeModule, OpenVinoModule, runtime_available
 
-BACKENDS = ("eager", "compile", "onnxruntime", "auto")
+BACKENDS = ("eager", "compile", "onnxruntime", "openvino", "auto")
+AHEAD_OF_TIME = {"onnxruntime": OnnxRuntimeModule, "openvino": OpenVinoModule}
 TOLERANCE = 1e-4  # outputs of every backend equal the original's within this (max abs diff)
 
 
@@ -66,46 +67,6 @@ class ChannelsLast(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.contiguous(memory_format=torch.channels_last))
-
-
-class OnnxRuntimeModule(nn.Module):
-    """A model exported to ONNX and executed by ONNX Runtime, called like a torch module."""
-
-    def __init__(self, model: nn.Module, example: torch.Tensor, threads: int) -> None:
-        super().__init__()
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ValueError(
-                "backend 'onnxruntime' needs ONNX Runtime: pip install 'cnnlab[onnx]'"
-            ) from None
-        buf = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model, (example,), buf, input_names=["x"], output_names=["y"], dynamo=False
-            )
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # ONNX Runtime's threads spin-wait after each run by default, stealing the cores from
-        # whatever runs next (an interleaved contender, the rest of the program): no spinning
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(
-            buf.getvalue(), opts, providers=["CPUExecutionProvider"]
-        )
-        self.shape = tuple(example.shape)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if tuple(x.shape) != self.shape:
-            raise ValueError(
-                f"this ONNX Runtime module was exported for input shape {self.shape}, got "
-                f"{tuple(x.shape)}; deploy again with that batch_size and input_size"
-            )
-        (y,) = self.session.run(["y"], {"x": x.detach().contiguous().cpu().numpy()})
-        return torch.from_numpy(y)
 
 
 @dataclass
@@ -159,20 +120,19 @@ def _candidate(name: str, folded: nn.Module, x: torch.Tensor, threads: int | Non
     if name == "compile":
         return _compile(ChannelsLast(copy.deepcopy(folded)) if cl else folded, x, threads)
     with num_threads(threads) as n:
-        return OnnxRuntimeModule(folded, x, n)
+        return AHEAD_OF_TIME[name](folded, x, n)
 
 
 def backend_available(name: str, dev: torch.device) -> bool:
-    """Whether backend ``name`` can run here: ONNX Runtime only on the CPU, when installed."""
-    if name != "onnxruntime":
-        return True
-    if dev.type != "cpu":
-        return False
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether backend ``name`` can run here (the ahead-of-time runtimes: CPU, when installed)."""
+    return runtime_available(name, dev) if name in AHEAD_OF_TIME else True
+
+
+def default_backend(dev: torch.device) -> str:
+    """The deployed column's backend when none is asked for: an ahead-of-time runtime if one
+    is installed (OpenVINO first: it measured faster than ONNX Runtime on every CNN tried on
+    this project's x86 CPU, see benchmarks/results/deploy.json), else eager."""
+    return next((n for n in ("openvino", "onnxruntime") if backend_available(n, dev)), "eager")
 
 
 def deploy(
@@ -183,7 +143,7 @@ def deploy(
     backend: str = "auto",
     device: str = "cpu",
     threads: int | None = None,
-    candidates: tuple[str, ...] = ("eager", "compile", "onnxruntime"),
+    candidates: tuple[str, ...] = ("eager", "compile", "onnxruntime", "openvino"),
 ) -> nn.Module:
     """An inference module equal to ``model`` (within 1e-4) on the fastest runtime measured here.
 
@@ -202,8 +162,8 @@ def deploy(
         )
     size = check_settings(input_size, batch_size, threads, "inference")
     dev = check_device(device)
-    if dev.type != "cpu" and backend == "onnxruntime":
-        raise ValueError("backend 'onnxruntime' runs on the CPU here; use device='cpu'")
+    if dev.type != "cpu" and backend in AHEAD_OF_TIME:
+        raise ValueError(f"backend {backend!r} runs on the CPU here; use device='cpu'")
     if isinstance(model, str):
         model = create_model(model)
     model = copy.deepcopy(model).to(dev).eval()
@@ -213,7 +173,7 @@ def deploy(
     cl = False
     if backend in ("eager", "compile", "auto"):  # the layout is measured only where it is used
         modules["eager"], cl = _eager_layout(folded, x, threads)
-    for name in ("compile", "onnxruntime"):
+    for name in ("compile", *AHEAD_OF_TIME):
         if backend == name or (
             backend == "auto" and name in candidates and backend_available(name, dev)
         ):

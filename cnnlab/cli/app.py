@@ -35,7 +35,7 @@ Backend = Annotated[
     str | None,
     typer.Option(
         "--backend",
-        help="deploy backend (eager, compile, onnxruntime, auto); default: the model as built",
+        help="deploy backend (eager, compile, onnxruntime, openvino, auto); default: the model as built",
     ),
 ]
 

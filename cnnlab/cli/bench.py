@@ -12,7 +12,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cnnlab.analysis.bench import bench_levels, run_bench, write_bench
-from cnnlab.analysis.deploy import BACKENDS, backend_available
+from cnnlab.analysis.deploy import BACKENDS, default_backend
 from cnnlab.analysis.latency import check_device
 from cnnlab.cli.app import (
     AsJson,
@@ -47,7 +47,7 @@ def bench(
     backend: Annotated[
         str | None,
         typer.Option(
-            help="deploy backend of the deployed column (default: onnxruntime if installed, else eager)"
+            help="deploy backend of the deployed column (default: openvino, else onnxruntime, if installed; else eager)"
         ),
     ] = None,
     rounds: Annotated[int, typer.Option(help="interleaved rounds per comparison (>= 3)")] = 10,
@@ -64,7 +64,7 @@ def bench(
         raise UsageError(f"bench takes square inputs; got --input-size {input_size}")
     dev = check_device(device)
     if backend is None:
-        backend = "onnxruntime" if backend_available("onnxruntime", dev) else "eager"
+        backend = default_backend(dev)
     if backend not in BACKENDS:
         raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     steps = len(bench_levels(models)) * len(sizes)

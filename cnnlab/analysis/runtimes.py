@@ -1,0 +1,113 @@
+"""Ahead-of-time runtimes for ``deploy``: ONNX Runtime and OpenVINO, each called like a module.
+
+Both take the model through one ONNX export (``export_onnx``) and run it on the CPU with the
+thread count they are timed with. They are optional extras (``cnnlab[onnx]``,
+``cnnlab[openvino]``); ``runtime_available`` says whether one can run here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import warnings
+
+import torch
+from torch import nn
+
+RUNTIMES = {"onnxruntime": ("onnxruntime", "onnx"), "openvino": ("openvino", "openvino")}
+
+
+def runtime_available(name: str, dev: torch.device) -> bool:
+    """Whether ahead-of-time runtime ``name`` can run here: on the CPU, when it is installed."""
+    module, _ = RUNTIMES[name]
+    return dev.type == "cpu" and importlib.util.find_spec(module) is not None
+
+
+def _require(name: str):
+    module, extra = RUNTIMES[name]
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ValueError(
+            f"backend {name!r} needs {module}: pip install 'cnnlab[{extra}]'"
+        ) from None
+
+
+def export_onnx(model: nn.Module, example: torch.Tensor) -> bytes:
+    """The model as an ONNX graph for inputs shaped like ``example`` (input "x", output "y")."""
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, (example,), buf, input_names=["x"], output_names=["y"], dynamo=False
+        )
+    return buf.getvalue()
+
+
+class _Exported(nn.Module):
+    """A runtime's module: fixed input shape, CPU numpy in and out."""
+
+    runtime = ""
+
+    def __init__(self, example: torch.Tensor) -> None:
+        super().__init__()
+        self.shape = tuple(example.shape)
+
+    def _array(self, x: torch.Tensor):
+        if tuple(x.shape) != self.shape:
+            raise ValueError(
+                f"this {self.runtime} module was exported for input shape {self.shape}, got "
+                f"{tuple(x.shape)}; deploy again with that batch_size and input_size"
+            )
+        return x.detach().contiguous().cpu().numpy()
+
+
+class OnnxRuntimeModule(_Exported):
+    """A model exported to ONNX and executed by ONNX Runtime, called like a torch module."""
+
+    runtime = "ONNX Runtime"
+
+    def __init__(self, model: nn.Module, example: torch.Tensor, threads: int) -> None:
+        super().__init__(example)
+        ort = _require("onnxruntime")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # ONNX Runtime's threads spin-wait after each run by default, stealing the cores from
+        # whatever runs next (an interleaved contender, the rest of the program): no spinning
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(
+            export_onnx(model, example), opts, providers=["CPUExecutionProvider"]
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (y,) = self.session.run(["y"], {"x": self._array(x)})
+        return torch.from_numpy(y)
+
+
+class OpenVinoModule(_Exported):
+    """A model exported to ONNX and compiled by OpenVINO for this CPU, called like a module.
+
+    fp32 is forced (OpenVINO would pick bf16 on CPUs that have it) and the latency hint keeps
+    one inference stream on ``threads`` threads.
+    """
+
+    runtime = "OpenVINO"
+
+    def __init__(self, model: nn.Module, example: torch.Tensor, threads: int) -> None:
+        super().__init__(example)
+        ov = _require("openvino")
+        core = ov.Core()
+        config = {
+            "INFERENCE_NUM_THREADS": threads,
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "f32",
+        }
+        graph = core.read_model(export_onnx(model, example))
+        self.request = core.compile_model(graph, "CPU", config).create_infer_request()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        result = self.request.infer([self._array(x)], share_inputs=True)
+        return torch.from_numpy(result[0])
