@@ -11,9 +11,22 @@ from pathlib import Path
 import torch
 
 import cnnlab
+from cnnlab.analysis.allocator import malloc_mode, retain_freed_memory
 from cnnlab.analysis.latency import median_ci
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def malloc_option(parser) -> None:
+    """--malloc retain|system, as the cnnlab command has it (retain: the default)."""
+    parser.add_argument("--malloc", choices=("retain", "system"), default="retain")
+
+
+def apply_malloc(mode: str) -> str:
+    """Keep freed memory in the process when asked; returns the mode in force."""
+    if mode == "retain":
+        retain_freed_memory()
+    return malloc_mode()
 
 
 def paired_ratio(a, b) -> tuple[float, float, float]:
@@ -31,6 +44,7 @@ def save(name: str, payload: dict) -> Path:
         "cpus": os.cpu_count(),
         "torch": torch.__version__,
         "cnnlab": cnnlab.__version__,
+        "malloc": malloc_mode(),
         **payload,
     }
     path = RESULTS / f"{name}.json"

@@ -7,6 +7,7 @@ mobilenet_v2_x1_0 at batch 1 and 32, fp32; deploy / fastest by-hand path <= 1.05
 from __future__ import annotations
 
 import argparse
+import warnings
 
 import torch
 import torchvision
@@ -14,10 +15,10 @@ from rich.console import Console
 from rich.table import Table
 
 import cnnlab
-from benchmarks._common import paired_ratio, save
+from benchmarks._common import apply_malloc, malloc_option, paired_ratio, save
 from cnnlab.analysis.deploy import ChannelsLast
 from cnnlab.analysis.latency import num_threads
-from cnnlab.analysis.runtimes import OnnxRuntimeModule, OpenVinoModule
+from cnnlab.analysis.runtimes import OnnxRuntimeModule
 
 
 def by_hand_compile(tv, x, threads: int):
@@ -32,6 +33,24 @@ def by_hand_compile(tv, x, threads: int):
         for _ in range(3):
             compiled(x)
     return compiled
+
+
+class ByHandOpenVino(torch.nn.Module):
+    """What a user would do by hand with OpenVINO: convert the torch model, compile it for the
+    CPU with its default settings on the timed threads, call infer."""
+
+    def __init__(self, tv, x, threads: int) -> None:
+        super().__init__()
+        import openvino as ov
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convert_model traces with torch.jit
+            graph = ov.convert_model(tv, example_input=x)
+        compiled = ov.Core().compile_model(graph, "CPU", {"INFERENCE_NUM_THREADS": threads})
+        self.request = compiled.create_infer_request()
+
+    def forward(self, x):
+        return torch.from_numpy(self.request.infer([x.numpy()])[0])
 
 
 def run(model: str, batch: int, threads: int, rounds: int, device: str = "cpu") -> dict:
@@ -55,7 +74,7 @@ def run(model: str, batch: int, threads: int, rounds: int, device: str = "cpu") 
         }
         if not gpu:
             contenders["torchvision + onnxruntime"] = OnnxRuntimeModule(tv, x, n)
-            contenders["torchvision + openvino"] = OpenVinoModule(tv, x, n)
+            contenders["torchvision + openvino"] = ByHandOpenVino(tv, x, n)
     res = cnnlab.compare_latency(
         contenders, batch_size=batch, threads=threads, rounds=rounds, device=device
     )
@@ -84,14 +103,18 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--batches", default="1,32")
     p.add_argument("--models", default="shufflenet_v2_x1_0,mobilenet_v2_x1_0")
+    malloc_option(p)
     args = p.parse_args()
+    apply_malloc(args.malloc)
     rows = [
         run(m, int(b), args.threads, args.rounds, args.device)
         for m in args.models.split(",")
         for b in args.batches.split(",")
     ]
     where = rows[0]["device"]
-    table = Table(title=f"deploy vs torchvision, {args.threads} threads, fp32, {where}")
+    table = Table(
+        title=f"deploy vs torchvision, {args.threads} threads, fp32, {where}, malloc {args.malloc}"
+    )
     for col in (
         "model",
         "batch",

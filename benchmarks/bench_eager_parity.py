@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 import cnnlab
-from benchmarks._common import paired_ratio, save
+from benchmarks._common import apply_malloc, malloc_option, paired_ratio, save
 
 PAIRS = {
     "shufflenet_v2_x0_5": "shufflenet_v2_x0_5",
@@ -28,7 +28,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--batches", default="1,8")
+    malloc_option(p)
     args = p.parse_args()
+    apply_malloc(args.malloc)
     rows = []
     for ours_name, tv_name in PAIRS.items():
         tv = torchvision.models.get_model(tv_name).eval()

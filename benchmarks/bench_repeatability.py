@@ -9,7 +9,7 @@ import argparse
 import statistics
 
 import cnnlab
-from benchmarks._common import save
+from benchmarks._common import apply_malloc, malloc_option, save
 
 
 def main() -> None:
@@ -17,7 +17,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--models", default="shufflenet_v2_x1_0,mobilenet_v2_x1_0")
     p.add_argument("--repeats", type=int, default=5)
+    malloc_option(p)
     args = p.parse_args()
+    apply_malloc(args.malloc)
     rows = []
     for name in args.models.split(","):
         model = cnnlab.create_model(name)

@@ -140,3 +140,14 @@ def test_onnx_export_of_tf_same_padding_cells():
     x = torch.randn(1, 3, 65, 65)  # odd: the stride-2 cells pad asymmetrically
     with torch.no_grad():
         assert (OnnxRuntimeModule(model, x, 1)(x) - model(x)).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("batch,streams", [(4, 2), (3, 1), (1, 1)])
+def test_openvino_splits_a_batch_among_streams(batch, streams):
+    pytest.importorskip("openvino")
+    model = randomise_bn(cnnlab.create_model("shufflenet_v2_x0_5")).eval()
+    x = torch.randn(batch, 3, 32, 32)
+    rt = OpenVinoModule(model, x, 2)
+    assert rt.streams == streams
+    with torch.no_grad():
+        assert (rt(x) - model(x)).abs().max().item() <= 1e-4

@@ -18,7 +18,7 @@ def test_ci_runs_the_readme_test_command_exactly():
 
 def test_readme_first_screen_has_both_commands():
     first_screen = "\n".join((ROOT / "README.md").read_text().splitlines()[:24])
-    assert 'pip install ".[onnx]" && cnnlab bench' in first_screen
+    assert 'pip install ".[deploy]" && cnnlab bench' in first_screen
     assert 'pip install ".[test]" && pytest' in first_screen
 
 

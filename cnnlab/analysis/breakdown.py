@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 
+from cnnlab.analysis.allocator import malloc_mode
 from cnnlab.analysis.io import atomic_write, save_figure  # noqa: F401  (re-exported)
 from cnnlab.analysis.latency import LatencySettings, Runner, check_device, check_settings
 from cnnlab.analysis.latency import num_threads as fixed_threads
@@ -287,7 +288,7 @@ def runtime_breakdown(
         events = profile_iterations(runner.step, iterations, dev)
     us, total, n = attribute(events, on_cuda=dev.type == "cuda")
     settings = LatencySettings(
-        size, batch_size, str(dev), n_threads, False, "float32", "inference", label
+        size, batch_size, str(dev), n_threads, False, "float32", "inference", label, malloc_mode()
     )
     return Breakdown({c: v / n / 1e3 for c, v in us.items()}, total / n / 1e3, n, settings)
 

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from cnnlab.analysis.allocator import malloc_mode, minor_faults
+
 MODES = ("inference", "train")
 
 
@@ -32,6 +34,7 @@ class LatencySettings:
     dtype: str
     mode: str
     backend: str = "as given"
+    malloc: str = "system"  # "retain" after cnnlab.analysis.allocator.retain_freed_memory()
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -48,6 +51,7 @@ class Latency:
     samples: int
     warmup_runs: int
     settings: LatencySettings
+    page_faults: float = 0.0  # minor page faults of the process per timed call
     times_ms: tuple[float, ...] = field(default=(), repr=False)  # every sample, in order
 
     @property
@@ -148,6 +152,7 @@ class Runner:
                     self.model(self.x)
 
         self.step: Callable[[], None] = step
+        self.faults = self.calls = 0  # page faults and calls of the timed samples
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -156,11 +161,21 @@ class Runner:
     def time(self, calls: int = 1) -> float:
         """Milliseconds per call, averaged over ``calls`` back-to-back calls."""
         self._sync()
-        t0 = time.perf_counter()
+        f0, t0 = minor_faults(), time.perf_counter()
         for _ in range(calls):
             self.step()
         self._sync()
-        return (time.perf_counter() - t0) * 1e3 / calls
+        elapsed = time.perf_counter() - t0
+        self.faults, self.calls = self.faults + minor_faults() - f0, self.calls + calls
+        return elapsed * 1e3 / calls
+
+    def reset_counts(self) -> None:
+        """Count page faults from here on (after the warm-up)."""
+        self.faults = self.calls = 0
+
+    @property
+    def faults_per_call(self) -> float:
+        return self.faults / max(self.calls, 1)
 
     def warm_up(
         self, *, tolerance: float = 0.05, window: int = 5, max_seconds: float = 20.0
@@ -193,10 +208,10 @@ def _quartiles(times: list[float]) -> tuple[float, float, float]:
     return q1, q2, q3
 
 
-def _result(times: list[float], warmup: int, settings: LatencySettings) -> Latency:
+def _result(times: list[float], warmup: int, settings: LatencySettings, faults: float) -> Latency:
     q1, med, q3 = _quartiles(times)
     throughput = settings.batch_size * 1e3 / med
-    return Latency(med, q1, q3, throughput, len(times), warmup, settings, tuple(times))
+    return Latency(med, q1, q3, throughput, len(times), warmup, settings, faults, tuple(times))
 
 
 def _prepare(
@@ -240,6 +255,7 @@ def _prepare(
         str(dtype).removeprefix("torch."),
         mode,
         label,
+        malloc_mode(),
     )
     return model, x, dev, settings
 
@@ -275,6 +291,7 @@ def measure_latency(
         runner = Runner(model, x, mode, dev)
         warmup = runner.warm_up()
         calls = _calls_per_sample(runner.time())
+        runner.reset_counts()
         times: list[float] = []
         start = time.perf_counter()
         while True:
@@ -283,7 +300,7 @@ def measure_latency(
             enough = len(times) >= min_samples and elapsed >= min_seconds
             if enough or elapsed >= max_seconds:
                 break
-    return _result(times, warmup, settings)
+    return _result(times, warmup, settings, runner.faults_per_call)
 
 
 def median_ci(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
@@ -342,6 +359,8 @@ def compare_latency(
         runners = {n: Runner(p[0], x, mode, p[2]) for n, p in prepared.items()}
         warmups = {n: r.warm_up(max_seconds=warmup_seconds) for n, r in runners.items()}
         calls = {n: _calls_per_sample(r.time()) for n, r in runners.items()}
+        for runner in runners.values():
+            runner.reset_counts()
         times: dict[str, list[float]] = {n: [] for n in names}
         start, r = time.perf_counter(), 0
         while True:
@@ -357,6 +376,6 @@ def compare_latency(
     for n in names:
         ratios = [t / f for t, f in zip(times[n], first)]
         low, high = median_ci(ratios)
-        lat = _result(times[n], warmups[n], prepared[n][3])
+        lat = _result(times[n], warmups[n], prepared[n][3], runners[n].faults_per_call)
         out.append(Contender(n, lat, statistics.median(ratios), low, high))
     return out

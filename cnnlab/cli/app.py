@@ -7,12 +7,36 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from cnnlab.analysis.allocator import retain_freed_memory
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="cnnlab: CNN architectures with exact complexity. FLOPs are not speed.",
 )
+
+
+MALLOC_MODES = ("retain", "system")
+
+
+@app.callback()
+def main_options(
+    malloc: Annotated[
+        str,
+        typer.Option(
+            "--malloc",
+            help="retain: glibc keeps freed memory, so eager inference does not page-fault its "
+            "buffers back in on every call (what jemalloc/TCMalloc do; the default); "
+            "system: the C library's own behaviour",
+        ),
+    ] = "retain",
+) -> None:
+    """cnnlab: CNN architectures with exact complexity. FLOPs are not speed."""
+    if malloc not in MALLOC_MODES:
+        raise UsageError(f"--malloc must be retain or system, got {malloc!r}")
+    if malloc == "retain":
+        retain_freed_memory()
 
 
 def console() -> Console:

@@ -11,6 +11,7 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cnnlab.analysis.allocator import malloc_mode
 from cnnlab.analysis.bench import bench_levels, run_bench, write_bench
 from cnnlab.analysis.deploy import BACKENDS, default_backend
 from cnnlab.analysis.latency import check_device
@@ -94,7 +95,8 @@ def bench(
 
 def _print(rows, paths) -> None:
     table = Table(
-        title=f"cnnlab bench: {rows[0].threads} threads, deployed with {rows[0].deploy_backend}"
+        title=f"cnnlab bench: {rows[0].threads} threads, deployed with {rows[0].deploy_backend}, "
+        f"malloc {malloc_mode()}"
     )
     cols = [
         "level",

@@ -41,7 +41,7 @@ def _quiet_profiler() -> None:
 def _settings_line(s) -> str:
     return (
         f"{s.device}, {s.threads} thread(s), batch {s.batch_size}, backend {s.backend}, "
-        f"{s.dtype}, {s.mode}"
+        f"{s.dtype}, {s.mode}, malloc {s.malloc}"
     )
 
 
