@@ -115,6 +115,8 @@ class OpenVinoModule(_Exported):
         self.requests = [compiled.create_infer_request() for _ in range(self.streams)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.streams == 1:  # in the calling thread: no hand-off to a stream's thread
+            return torch.from_numpy(self.requests[0].infer([self._array(x)], share_inputs=True)[0])
         chunks = np.split(self._array(x), self.streams)
         for request, chunk in zip(self.requests, chunks):
             request.start_async([chunk], share_inputs=True)
