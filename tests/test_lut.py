@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import cnnlab
+from cnnlab.analysis.allocator import malloc_mode
 from cnnlab.analysis.lut import (
     LatencyTable,
     LutEntry,
@@ -162,6 +163,7 @@ def test_build_continues_a_table_and_measures_only_new_operators(built):
         ("device_name", "Some Other CPU", "device_name 'Some Other CPU' (table)"),
         ("device", "mps", "device 'mps' is not usable here"),
         ("threads", 97, "threads 97 (table)"),
+        ("malloc", "elsewhere", "malloc 'elsewhere' (table)"),
     ],
 )
 def test_a_table_from_elsewhere_is_refused_unless_forced(tmp_path, field, value, named):
@@ -334,3 +336,11 @@ def test_cli_measure_missing_grows_the_table(cli_table, capsys, tmp_path):
     assert code == 0 and "measured now and added to" in out
     code, out, _ = run(capsys, *args, "--json")
     assert code == 0 and json.loads(out)["coverage"] == 1.0
+
+
+def test_a_table_from_before_the_malloc_field_was_measured_under_glibcs_own(tmp_path):
+    data = table(TINY_MS).to_dict()
+    assert data.pop("malloc") == malloc_mode()  # a new table records the mode in force
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(data))
+    assert load_lut(path, force=True).malloc == "system"

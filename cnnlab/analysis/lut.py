@@ -30,6 +30,7 @@ import torch
 import torchvision
 from torch import nn
 
+from cnnlab.analysis.allocator import malloc_mode
 from cnnlab.analysis.io import atomic_write
 from cnnlab.analysis.latency import check_device, check_settings, measure_latency
 from cnnlab.analysis.lut_regress import (
@@ -74,6 +75,7 @@ class LatencyTable:
     entries: dict[str, LutEntry] = field(default_factory=dict)
     synthetic: int = 0  # entries measured for the regressors only (not from any model)
     regressors: dict[str, dict] = field(default_factory=dict)  # group -> fitted model (numbers)
+    malloc: str = field(default_factory=malloc_mode)  # allocator mode it was measured under
 
     def fit(self) -> None:
         """Fit one regressor per operator group on the entries (lut_regress.fit_regressors)."""
@@ -114,6 +116,7 @@ class LatencyTable:
             "torch": here["torch"],
             "torchvision": here["torchvision"],
             "cnnlab": here["cnnlab"],
+            "malloc": malloc_mode(),
         }
         return [
             f"{k} {getattr(self, k)!r} (table) != {v!r} (here)"
@@ -127,7 +130,7 @@ class LatencyTable:
         t = "thread" if self.threads == 1 else "threads"
         return (
             f"{self.device} ({self.device_name}), {self.threads} {t}, batch {self.batch_size}, "
-            f"backend {self.backend}, torch {self.torch}"
+            f"backend {self.backend}, malloc {self.malloc}, torch {self.torch}"
         )
 
 
@@ -316,6 +319,7 @@ def table_from_dict(data: object, source: str = "latency table") -> LatencyTable
         entries=entries,
         synthetic=int(data.get("synthetic", 0)),
         regressors=check_regressors(data.get("regressors", {}), source),
+        malloc=str(data.get("malloc", "system")),  # tables before the field: glibc's own
     )
 
 
