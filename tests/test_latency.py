@@ -1,5 +1,7 @@
 """measure_latency and compare_latency on tiny models: structure and settings, never a time."""
 
+import time
+
 import pytest
 import torch
 from scipy.stats import binom
@@ -98,6 +100,30 @@ def test_compare_interleaves_on_the_same_input():
     assert res[1].ratio_low <= res[1].ratio <= res[1].ratio_high
     assert a.seen == b.seen and len(a.seen) == 1  # one tensor, shared by both contenders
     assert res[0].latency.samples == res[1].latency.samples >= 4
+
+
+class Clock(nn.Module):
+    """Logs (contender, time) at every call."""
+
+    def __init__(self, name, log):
+        super().__init__()
+        self.name, self.log = name, log
+
+    def forward(self, x):
+        self.log.append((self.name, time.perf_counter()))
+        return x
+
+
+def test_compare_idles_before_each_sample():
+    log = []
+    models = {n: Clock(n, log) for n in ("a", "b")}
+    res = compare_latency(models, input_size=(1, 2, 2), rounds=4, min_seconds=0, gap_ms=30)
+    gaps = [i for i in range(1, len(log)) if log[i][1] - log[i - 1][1] >= 0.030]
+    # one idle before every sample of every contender, then that contender's calls alone
+    assert len(gaps) == 2 * res[0].latency.samples
+    for start, stop in zip(gaps, [*gaps[1:], len(log)]):
+        assert len({name for name, _ in log[start:stop]}) == 1
+        assert stop - start >= 2  # the untimed wake-up call, then the timed ones
 
 
 def test_compare_refuses_too_few_rounds():

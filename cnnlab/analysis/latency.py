@@ -335,6 +335,7 @@ def compare_latency(
     min_seconds: float = 2.0,
     max_seconds: float = 120.0,
     warmup_seconds: float = 20.0,
+    gap_ms: float = 20.0,
 ) -> list[Contender]:
     """Time several models side by side: round by round, in rotating order, on the same input.
 
@@ -342,6 +343,14 @@ def compare_latency(
     contender to the first is the median of the per-round ratios, so slow drifts of a shared,
     noisy machine cancel out. ``warmup_seconds`` caps each contender's warm-up (it stops earlier
     once two consecutive windows agree within 5%). Returns the contenders in the given order.
+
+    Each sample is taken in the contender's own steady state, as if it ran alone: the machine
+    first idles for ``gap_ms`` and the contender makes one untimed call. A runtime's worker
+    threads keep spinning for milliseconds after a call (OpenMP's wait policy, TBB), and a
+    contender started in that window shares the cores with them; the untimed call wakes its own
+    threads. Without this, the contender that always follows another in the rotation pays for
+    it: on this project's 2-vCPU VM, one OpenVINO module ran 37% slower right after eager
+    PyTorch than an identical one right after ONNX Runtime.
     """
     if len(models) < 1:
         raise ValueError("compare_latency needs at least one model")
@@ -366,6 +375,8 @@ def compare_latency(
         while True:
             order = names[r % len(names) :] + names[: r % len(names)]
             for n in order:
+                time.sleep(gap_ms / 1e3)  # the previous contender's threads stop spinning
+                runners[n].step()  # untimed: this contender's own threads are awake again
                 times[n].append(runners[n].time(calls[n]))
             r += 1
             elapsed = time.perf_counter() - start
