@@ -23,7 +23,7 @@ from cnnlab.analysis.latency import Runner
 if sys.argv[1] == "retain":
     assert retain_freed_memory()
 runner = Runner(nn.Upsample(scale_factor=32), torch.randn(1, 8, 32, 32), "inference", torch.device("cpu"))
-runner.time(10)  # glibc settles within a few calls
+runner.time(20)  # glibc settles within a few calls
 runner.reset_counts()
 runner.time(10)
 print(malloc_mode(), runner.faults_per_call)
@@ -43,9 +43,10 @@ def test_retaining_freed_memory_removes_the_page_faults():
     retain_mode, retain_faults = _probe("retain")
     assert (system_mode, retain_mode) == ("system", "retain")
     # glibc maps a fresh 32 MiB block per call (above its largest adaptive threshold):
-    # every page of it faults in again; kept memory faults in once, during the warm-up
-    assert system_faults >= 8192
-    assert retain_faults < 100
+    # every page of it faults in again (8192 pages of 4 KiB; 16 where the kernel backs it with
+    # 2 MiB transparent huge pages); kept memory faults in once, during the warm-up
+    assert system_faults >= 16, system_faults
+    assert retain_faults <= system_faults / 20, (system_faults, retain_faults)
 
 
 def test_latency_reports_faults_and_the_malloc_mode():
