@@ -129,6 +129,8 @@ def test_compare_idles_before_each_sample():
 def test_compare_refuses_too_few_rounds():
     with pytest.raises(ValueError, match="rounds must be >= 3"):
         compare_latency({"a": tiny()}, rounds=2)
+    with pytest.raises(ValueError, match="gap_ms must be >= 0"):
+        compare_latency({"a": tiny()}, gap_ms=-1)
 
 
 @pytest.mark.parametrize("n", [6, 10, 30, 101])

@@ -281,8 +281,8 @@ def measure_latency(
     (or ``max_seconds`` is reached). A sample averages enough back-to-back calls to last 1 ms, so
     timer overhead stays negligible on tiny models. ``mode="train"`` times forward + backward +
     SGD step on a copy of the model. ``threads`` is set for the measurement and restored.
-    ``backend`` ("eager", "compile", "onnxruntime", "openvino", "auto") measures ``cnnlab.deploy(model)``
-    instead of the model as given.
+    ``backend`` ("eager", "compile", "onnxruntime", "openvino", "auto") measures
+    ``cnnlab.deploy(model)`` instead of the model as given.
     """
     model, x, dev, settings = _prepare(
         model, input_size, batch_size, device, threads, channels_last, dtype, mode, backend
@@ -356,6 +356,8 @@ def compare_latency(
         raise ValueError("compare_latency needs at least one model")
     if rounds < 3:
         raise ValueError(f"rounds must be >= 3, got {rounds}")
+    if gap_ms < 0:
+        raise ValueError(f"gap_ms must be >= 0 (milliseconds idle before a sample), got {gap_ms}")
     prepared = {
         name: _prepare(
             m, input_size, batch_size, device, threads, channels_last, dtype, mode, backend
