@@ -33,6 +33,7 @@ from cnnlab.analysis.allocator import malloc_mode
 from cnnlab.analysis.io import atomic_write, save_figure  # noqa: F401  (re-exported)
 from cnnlab.analysis.latency import LatencySettings, Runner, check_device, check_settings
 from cnnlab.analysis.latency import num_threads as fixed_threads
+from cnnlab.analysis.runtimes import AHEAD_OF_TIME
 
 DENSE, GROUP, DEPTHWISE = "dense conv", "group conv", "depthwise conv"
 ELEMENTWISE, DATA, POOL, FC = (
@@ -223,10 +224,12 @@ def deployed_model(
     batch_size: int,
     device: str,
     threads: int | None,
-    candidates: tuple[str, ...] = ("eager", "compile", "onnxruntime", "openvino"),
+    candidates: tuple[str, ...] | None = None,
 ) -> tuple[nn.Module, str]:
-    """``cnnlab.analysis.deploy.deploy`` of a model and a label: "eager", or "auto -> compile"."""
-    from cnnlab.analysis.deploy import deploy
+    """``cnnlab.analysis.deploy.deploy`` of a model and a label: "eager", or "auto -> compile".
+
+    ``candidates`` defaults to deploy's own."""
+    from cnnlab.analysis.deploy import CANDIDATES, deploy
 
     module = deploy(
         model,
@@ -235,7 +238,7 @@ def deployed_model(
         backend=backend,
         device=device,
         threads=threads,
-        candidates=candidates,
+        candidates=candidates or CANDIDATES,
     )
     chosen = module.deploy_report.backend
     return module, chosen if chosen == backend else f"{backend} -> {chosen}"
@@ -271,7 +274,7 @@ def runtime_breakdown(
         raise TypeError(f"expected a model or a model name, got {type(model_or_name).__name__}")
     size = check_settings(input_size or (3, 224, 224), batch_size, threads, "inference")
     dev = check_device(device)
-    if backend in ("onnxruntime", "openvino"):
+    if backend in AHEAD_OF_TIME:
         raise ValueError(
             f"the profiler sees no operators inside {backend}; use --backend eager or compile"
         )

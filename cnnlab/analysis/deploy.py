@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 from cnnlab.analysis.latency import check_device, check_settings, compare_latency, num_threads
-from cnnlab.analysis.runtimes import OnnxRuntimeModule, OpenVinoModule, runtime_available
+from cnnlab.analysis.runtimes import AHEAD_OF_TIME, runtime_available
 
-BACKENDS = ("eager", "compile", "onnxruntime", "openvino", "auto")
-AHEAD_OF_TIME = {"onnxruntime": OnnxRuntimeModule, "openvino": OpenVinoModule}
+CANDIDATES = ("eager", "compile", *AHEAD_OF_TIME)  # what "auto" measures, where available
+BACKENDS = (*CANDIDATES, "auto")
 TOLERANCE = 1e-4  # outputs of every backend equal the original's within this (max abs diff)
 
 
@@ -144,7 +144,7 @@ def deploy(
     backend: str = "auto",
     device: str = "cpu",
     threads: int | None = None,
-    candidates: tuple[str, ...] = ("eager", "compile", "onnxruntime", "openvino"),
+    candidates: tuple[str, ...] = CANDIDATES,
 ) -> nn.Module:
     """An inference module equal to ``model`` (within 1e-4) on the fastest runtime measured here.
 
@@ -156,10 +156,10 @@ def deploy(
 
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    unknown = set(candidates) - set(BACKENDS[:-1])
+    unknown = set(candidates) - set(CANDIDATES)
     if unknown or "eager" not in candidates:
         raise ValueError(
-            f"candidates must include 'eager' and come from {BACKENDS[:-1]}, got {candidates}"
+            f"candidates must include 'eager' and come from {CANDIDATES}, got {candidates}"
         )
     size = check_settings(input_size, batch_size, threads, "inference")
     dev = check_device(device)

@@ -152,7 +152,7 @@ class Runner:
                     self.model(self.x)
 
         self.step: Callable[[], None] = step
-        self.faults = self.calls = 0  # page faults and calls of the timed samples
+        self.reset_counts()
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -170,7 +170,7 @@ class Runner:
         return elapsed * 1e3 / calls
 
     def reset_counts(self) -> None:
-        """Count page faults from here on (after the warm-up)."""
+        """Count page faults and calls from here on (after the warm-up)."""
         self.faults = self.calls = 0
 
     @property

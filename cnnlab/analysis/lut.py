@@ -558,7 +558,7 @@ class LutAccuracy:
     @property
     def held_out_within(self) -> float | None:
         """Fraction of held-out rows (models the table was not built from) within ±tolerance."""
-        return self._within(r for r in self.rows if r.held_out)
+        return self.held_out_within_of("predicted")
 
 
 def evaluate_lut(

@@ -15,24 +15,6 @@ import numpy as np
 import torch
 from torch import nn
 
-RUNTIMES = {"onnxruntime": ("onnxruntime", "onnx"), "openvino": ("openvino", "openvino")}
-
-
-def runtime_available(name: str, dev: torch.device) -> bool:
-    """Whether ahead-of-time runtime ``name`` can run here: on the CPU, when it is installed."""
-    module, _ = RUNTIMES[name]
-    return dev.type == "cpu" and importlib.util.find_spec(module) is not None
-
-
-def _require(name: str):
-    module, extra = RUNTIMES[name]
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ValueError(
-            f"backend {name!r} needs {module}: pip install 'cnnlab[{extra}]'"
-        ) from None
-
 
 def export_onnx(model: nn.Module, example: torch.Tensor) -> bytes:
     """The model as an ONNX graph for inputs shaped like ``example`` (input "x", output "y")."""
@@ -48,11 +30,23 @@ def export_onnx(model: nn.Module, example: torch.Tensor) -> bytes:
 class _Exported(nn.Module):
     """A runtime's module: fixed input shape, CPU numpy in and out."""
 
-    runtime = ""
+    runtime = ""  # its name in messages
+    backend = ""  # its deploy backend name
+    package = ""  # the Python package it needs
+    extra = ""  # the cnnlab extra that installs it
 
     def __init__(self, example: torch.Tensor) -> None:
         super().__init__()
         self.shape = tuple(example.shape)
+
+    @classmethod
+    def _import(cls):
+        try:
+            return importlib.import_module(cls.package)
+        except ImportError:
+            raise ValueError(
+                f"backend {cls.backend!r} needs {cls.package}: pip install 'cnnlab[{cls.extra}]'"
+            ) from None
 
     def _array(self, x: torch.Tensor):
         if tuple(x.shape) != self.shape:
@@ -66,11 +60,11 @@ class _Exported(nn.Module):
 class OnnxRuntimeModule(_Exported):
     """A model exported to ONNX and executed by ONNX Runtime, called like a torch module."""
 
-    runtime = "ONNX Runtime"
+    runtime, backend, package, extra = "ONNX Runtime", "onnxruntime", "onnxruntime", "onnx"
 
     def __init__(self, model: nn.Module, example: torch.Tensor, threads: int) -> None:
         super().__init__(example)
-        ort = _require("onnxruntime")
+        ort = self._import()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -97,11 +91,11 @@ class OpenVinoModule(_Exported):
     batch of 1 runs on all threads, OpenVINO's latency mode.
     """
 
-    runtime = "OpenVINO"
+    runtime, backend, package, extra = "OpenVINO", "openvino", "openvino", "openvino"
 
     def __init__(self, model: nn.Module, example: torch.Tensor, threads: int) -> None:
         super().__init__(example)
-        ov = _require("openvino")
+        ov = self._import()
         batch = example.shape[0]
         self.streams = max(s for s in range(1, threads + 1) if batch % s == 0)
         config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
@@ -125,3 +119,11 @@ class OpenVinoModule(_Exported):
         return torch.from_numpy(
             np.concatenate([r.get_output_tensor(0).data for r in self.requests])
         )
+
+
+AHEAD_OF_TIME = {m.backend: m for m in (OnnxRuntimeModule, OpenVinoModule)}
+
+
+def runtime_available(name: str, dev: torch.device) -> bool:
+    """Whether ahead-of-time runtime ``name`` can run here: on the CPU, when it is installed."""
+    return dev.type == "cpu" and importlib.util.find_spec(AHEAD_OF_TIME[name].package) is not None
