@@ -16,7 +16,7 @@ from rich.table import Table
 
 import cnnlab
 from benchmarks._common import apply_malloc, malloc_option, paired_ratio, save
-from cnnlab.analysis.deploy import ChannelsLast
+from cnnlab.analysis.deploy import CANDIDATES, ChannelsLast
 from cnnlab.analysis.latency import num_threads
 from cnnlab.analysis.runtimes import OnnxRuntimeModule
 
@@ -60,7 +60,7 @@ def run(model: str, batch: int, threads: int, rounds: int, device: str = "cpu") 
     tv = tv.eval()
     x = torch.randn(batch, 3, 224, 224)
     gpu = device != "cpu"
-    candidates = ("eager", "compile") if gpu else ("eager", "compile", "onnxruntime", "openvino")
+    candidates = ("eager", "compile") if gpu else CANDIDATES
     ours = cnnlab.deploy(
         cnnlab.from_torchvision(tv), batch_size=batch, threads=threads, device=device,
         candidates=candidates,
