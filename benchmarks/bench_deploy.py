@@ -16,7 +16,7 @@ from rich.table import Table
 
 import cnnlab
 from benchmarks._common import apply_malloc, malloc_option, paired_ratio, save
-from cnnlab.analysis.deploy import CANDIDATES, ChannelsLast
+from cnnlab.analysis.deploy import ChannelsLast
 from cnnlab.analysis.latency import num_threads
 from cnnlab.analysis.runtimes import OnnxRuntimeModule
 
@@ -60,11 +60,11 @@ def run(model: str, batch: int, threads: int, rounds: int, device: str = "cpu") 
     tv = tv.eval()
     x = torch.randn(batch, 3, 224, 224)
     gpu = device != "cpu"
-    candidates = ("eager", "compile") if gpu else CANDIDATES
     ours = cnnlab.deploy(
-        cnnlab.from_torchvision(tv), batch_size=batch, threads=threads, device=device,
-        candidates=candidates,
-    )  # fmt: skip
+        cnnlab.from_torchvision(tv), batch_size=batch, threads=threads, device=device
+    )
+    report = ours.deploy_report
+    print(f"{model} batch {batch}: deploy chose {report.backend}: {report.reason}", flush=True)
     tv, x = tv.to(device), x.to(device)
     with num_threads(threads) as n:
         contenders = {
@@ -88,6 +88,7 @@ def run(model: str, batch: int, threads: int, rounds: int, device: str = "cpu") 
         "threads": threads,
         "device": torch.cuda.get_device_name() if gpu else "cpu",
         "chosen": ours.deploy_report.backend,
+        "deploy_candidates_ms": ours.deploy_report.candidates,
         "medians_ms": {k: c.latency.median_ms for k, c in by.items()},
         "vs_eager": vs_eager,
         "fastest_by_hand": hand,

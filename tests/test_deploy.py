@@ -1,5 +1,7 @@
 """deploy: BN folding, every backend's outputs equal the original's, and its report."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -7,6 +9,7 @@ from torch import nn
 import cnnlab
 from cnnlab.analysis import deploy as deploy_module
 from cnnlab.analysis import runtimes
+from cnnlab.analysis.cudagraphs import CudaGraphModule
 from cnnlab.analysis.deploy import default_backend, deploy, fold_batch_norms, fold_conv_bn
 from cnnlab.analysis.runtimes import OnnxRuntimeModule, OpenVinoModule
 from tests.bn import randomise_bn
@@ -93,7 +96,7 @@ def test_missing_runtime_names_the_extra(monkeypatch):
 
 
 def test_default_backend_prefers_an_installed_runtime(monkeypatch):
-    assert default_backend(torch.device("cuda")) == "eager"  # the runtimes run on the CPU
+    assert default_backend(torch.device("cuda")) == "cudagraphs"  # the runtimes run on the CPU
     installed = {"onnxruntime"}
     monkeypatch.setattr(deploy_module, "runtime_available", lambda n, dev: n in installed)
     assert default_backend(torch.device("cpu")) == "onnxruntime"
@@ -151,3 +154,84 @@ def test_openvino_splits_a_batch_among_streams(batch, streams):
     assert rt.streams == streams
     with torch.no_grad():
         assert (rt(x) - model(x)).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize("backend", ["cudagraphs", "compile-cudagraphs"])
+def test_cuda_graphs_are_refused_on_the_cpu(backend):
+    with pytest.raises(
+        ValueError, match=f"backend '{backend}' records CUDA graphs; use device='cuda'"
+    ):
+        deploy(nn.Conv2d(3, 4, 1), backend=backend)
+    with pytest.raises(ValueError, match="CUDA graphs run on a CUDA device, got an input on cpu"):
+        CudaGraphModule(nn.Conv2d(3, 4, 1), torch.randn(1, 3, 8, 8))
+
+
+def test_auto_leaves_out_what_cannot_run_here():
+    out = deploy(nn.Conv2d(3, 4, 1), candidates=("eager", "cudagraphs"), threads=1, **SMALL)
+    assert set(out.deploy_report.candidates) == {"eager"}
+
+
+def test_a_model_already_in_place_is_timed_as_it_is():
+    """compare_latency copies a model only to convert it: a compiled module or a CUDA graph
+    must run as given (a copy recompiles; a graph cannot be copied)."""
+    from cnnlab.analysis.latency import _needs_copy
+
+    model, cpu = nn.Conv2d(3, 4, 1), torch.device("cpu")
+    assert not _needs_copy(model, cpu, torch.float32, torch.contiguous_format)
+    assert _needs_copy(model, cpu, torch.float64, torch.contiguous_format)
+    assert _needs_copy(model, cpu, torch.float32, torch.channels_last)
+    assert _needs_copy(model, torch.device("cuda"), torch.float32, torch.contiguous_format)
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@cuda
+@pytest.mark.parametrize("backend", ["eager", "compile", "cudagraphs", "compile-cudagraphs"])
+def test_gpu_backends_equal_the_original(backend):
+    model = randomise_bn(cnnlab.create_model("mobilenet_v2_x0_35")).cuda().eval()
+    out = deploy(model, backend=backend, device="cuda", **SMALL)
+    assert out.deploy_report.backend == backend
+    x = torch.randn(2, 3, 32, 32, device="cuda")
+    with torch.no_grad():
+        assert (out(x) - model(x)).abs().max().item() <= 1e-4
+
+
+@cuda
+def test_cuda_graph_replays_each_new_input_and_keeps_old_outputs():
+    model = randomise_bn(cnnlab.create_model("shufflenet_v2_x0_5")).cuda().eval()
+    a, b = torch.randn(2, 2, 3, 32, 32, device="cuda")
+    graph = CudaGraphModule(model, a)
+    ya, yb = graph(a), graph(b)  # ya must survive the second replay
+    with torch.no_grad():
+        assert (ya - model(a)).abs().max().item() <= 1e-4
+        assert (yb - model(b)).abs().max().item() <= 1e-4
+    with pytest.raises(ValueError, match=r"recorded for input shape \(2, 3, 32, 32\), got \(1,"):
+        graph(a[:1])
+    with pytest.raises(TypeError, match="cannot be copied"):
+        copy.deepcopy(graph)
+
+
+@cuda
+def test_auto_on_a_gpu_measures_the_graphs():
+    model = cnnlab.create_model("shufflenet_v2_x0_5")
+    out = deploy(model, candidates=("eager", "cudagraphs"), device="cuda", **SMALL)
+    report = out.deploy_report
+    assert set(report.candidates) == {"eager", "cudagraphs"}
+    assert report.backend == min(report.candidates, key=report.candidates.get)
+    lat = cnnlab.measure_latency(out, device="cuda", min_samples=3, min_seconds=0, **SMALL)
+    assert lat.median_ms > 0
+
+
+def test_channels_last_wrapper_leaves_the_model_as_given():
+    """bench_deploy wraps torchvision's model for its by-hand compile while timing the same
+    model eagerly: converting it in place would change the eager baseline's layout."""
+    from cnnlab.analysis.deploy import ChannelsLast
+
+    model = nn.Conv2d(3, 4, 3)
+    wrapped = ChannelsLast(model)
+    assert model.weight.is_contiguous()
+    assert wrapped.model.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(wrapped(x), model(x))

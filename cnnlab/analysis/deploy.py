@@ -2,8 +2,10 @@
 
 Backends: "eager" (BN folded into the preceding conv, channels_last where it measures faster),
 "compile" (``torch.compile`` of the folded model with inductor freezing the weights),
-"onnxruntime" (exported to ONNX, run by ONNX Runtime: the ``onnx`` extra) and "openvino"
-(the same ONNX graph compiled by OpenVINO for this CPU: the ``openvino`` extra). "auto" measures the
+"onnxruntime" (exported to ONNX, run by ONNX Runtime: the ``onnx`` extra), "openvino"
+(the same ONNX graph compiled by OpenVINO for this CPU: the ``openvino`` extra), and on a GPU
+"cudagraphs" and "compile-cudagraphs" (the eager or the compiled module recorded as one CUDA
+graph and replayed, which removes the launch cost that dominates small CNNs there). "auto" measures the
 available candidates side by side for this device, batch size and input size and keeps the
 fastest. The ranking of two designs can change with the runtime (Ma et al. 2018 measured an
 in-house library with tensor fusion), so every speed table states the backend it ran on.
@@ -17,10 +19,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from cnnlab.analysis.cudagraphs import CudaGraphModule
 from cnnlab.analysis.latency import check_device, check_settings, compare_latency, num_threads
 from cnnlab.analysis.runtimes import AHEAD_OF_TIME, runtime_available
 
-CANDIDATES = ("eager", "compile", *AHEAD_OF_TIME)  # what "auto" measures, where available
+GRAPHED = {"cudagraphs": "eager", "compile-cudagraphs": "compile"}  # backend -> what it records
+CANDIDATES = ("eager", "compile", *GRAPHED, *AHEAD_OF_TIME)  # what "auto" measures, where available
 BACKENDS = (*CANDIDATES, "auto")
 TOLERANCE = 1e-4  # outputs of every backend equal the original's within this (max abs diff)
 
@@ -59,11 +63,12 @@ def fold_batch_norms(model: nn.Module) -> tuple[nn.Module, int, int]:
 
 
 class ChannelsLast(nn.Module):
-    """Runs a channels_last model on inputs in any layout (converted on entry)."""
+    """A channels_last copy of ``model`` (the model given stays as it is), run on inputs in any
+    layout (converted on entry)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.model = model.to(memory_format=torch.channels_last)
+        self.model = copy.deepcopy(model).to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.contiguous(memory_format=torch.channels_last))
@@ -88,23 +93,21 @@ def _max_abs_diff(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
 
 
 def _compile(model: nn.Module, x: torch.Tensor, threads: int | None) -> nn.Module:
-    """torch.compile with frozen weights; on CUDA with CUDA graphs ("reduce-overhead"), which
-    removes the per-kernel launch cost that dominates small CNNs there. Compiled under the
-    thread count it will be timed with (a change of thread count is a recompilation)."""
+    """torch.compile with frozen weights (inductor constant-folds them into the compiled graph),
+    compiled now, under the thread count it will be timed with (a change of thread count is a
+    recompilation). On a GPU, "compile-cudagraphs" records this module as a CUDA graph."""
     import torch._inductor.config as inductor_config
 
-    inductor_config.freezing = True  # constant-fold the weights into the compiled graph
-    mode = "reduce-overhead" if x.device.type == "cuda" else None
-    compiled = torch.compile(model, dynamic=False, mode=mode)
+    inductor_config.freezing = True
+    compiled = torch.compile(model, dynamic=False)
     with num_threads(threads), torch.inference_mode():
-        for _ in range(3 if mode else 1):  # CUDA graphs are recorded after a warm-up call
-            compiled(x)  # compile now, not on the user's first call
+        compiled(x)  # compile now, not on the user's first call
     return compiled
 
 
 def _eager_layout(model: nn.Module, x: torch.Tensor, threads: int | None) -> tuple[nn.Module, bool]:
     """The folded model in whichever memory layout measures faster here."""
-    cl = ChannelsLast(copy.deepcopy(model))
+    cl = ChannelsLast(model)
     res = compare_latency(
         {"nchw": model, "nhwc": cl}, threads=threads, **_shape(x), rounds=10, min_seconds=0.5
     )
@@ -116,24 +119,43 @@ def _shape(x: torch.Tensor) -> dict:
     return {"input_size": tuple(x.shape[1:]), "batch_size": x.shape[0], "device": x.device.type}
 
 
-def _candidate(name: str, folded: nn.Module, x: torch.Tensor, threads: int | None, cl: bool):
-    if name == "compile":
-        return _compile(ChannelsLast(copy.deepcopy(folded)) if cl else folded, x, threads)
-    with num_threads(threads) as n:
-        return AHEAD_OF_TIME[name](folded, x, n)
+def _build(
+    wanted: list[str], folded: nn.Module, x: torch.Tensor, threads: int | None
+) -> tuple[dict[str, nn.Module], bool]:
+    """The modules of the ``wanted`` backends (and of what a CUDA graph records), and whether
+    the folded model runs channels_last. The layout is measured only where it is used."""
+    needed = set(wanted) | {GRAPHED[n] for n in wanted if n in GRAPHED}
+    modules: dict[str, nn.Module] = {}
+    cl = False
+    if needed & {"eager", "compile"}:
+        modules["eager"], cl = _eager_layout(folded, x, threads)
+    if "compile" in needed:
+        modules["compile"] = _compile(ChannelsLast(folded) if cl else folded, x, threads)
+    for name in wanted:
+        if name in GRAPHED:
+            modules[name] = CudaGraphModule(modules[GRAPHED[name]], x)
+        elif name in AHEAD_OF_TIME:
+            with num_threads(threads) as n:
+                modules[name] = AHEAD_OF_TIME[name](folded, x, n)
+    return modules, cl
 
 
 def backend_available(name: str, dev: torch.device) -> bool:
-    """Whether backend ``name`` can run here (the ahead-of-time runtimes: CPU, when installed)."""
-    return runtime_available(name, dev) if name in AHEAD_OF_TIME else True
+    """Whether backend ``name`` can run here: the ahead-of-time runtimes on the CPU when they
+    are installed, CUDA graphs on a GPU, the rest anywhere."""
+    if name in AHEAD_OF_TIME:
+        return runtime_available(name, dev)
+    return dev.type == "cuda" if name in GRAPHED else True
 
 
 def default_backend(dev: torch.device) -> str:
-    """The deployed column's backend when none is asked for: an ahead-of-time runtime if one
-    is installed, else eager. OpenVINO comes first: on this project's 2-vCPU x86 VM it ran
+    """The deployed column's backend when none is asked for: on a GPU, CUDA graphs of the
+    folded model (no compilation to wait for); on the CPU an ahead-of-time runtime if one is
+    installed, else eager. OpenVINO comes first: on this project's 2-vCPU x86 VM it ran
     NASNet-A and PNASNet-5 mobile in about 20 ms at batch 1, ONNX Runtime in 33-41 ms, and
     the two were within about 10% of each other on ShuffleNet v2 and MobileNet v2."""
-    return next((n for n in ("openvino", "onnxruntime") if backend_available(n, dev)), "eager")
+    order = ("cudagraphs", "openvino", "onnxruntime")
+    return next((n for n in order if backend_available(n, dev)), "eager")
 
 
 def deploy(
@@ -165,23 +187,22 @@ def deploy(
     dev = check_device(device)
     if dev.type != "cpu" and backend in AHEAD_OF_TIME:
         raise ValueError(f"backend {backend!r} runs on the CPU here; use device='cpu'")
+    if dev.type != "cuda" and backend in GRAPHED:
+        raise ValueError(f"backend {backend!r} records CUDA graphs; use device='cuda'")
     if isinstance(model, str):
         model = create_model(model)
     model = copy.deepcopy(model).to(dev).eval()
     x = torch.randn(batch_size, *size, device=dev)
     folded, n_folded, n_left = fold_batch_norms(model)
-    modules: dict[str, nn.Module] = {}
-    cl = False
-    if backend in ("eager", "compile", "auto"):  # the layout is measured only where it is used
-        modules["eager"], cl = _eager_layout(folded, x, threads)
-    for name in ("compile", *AHEAD_OF_TIME):
-        if backend == name or (
-            backend == "auto" and name in candidates and backend_available(name, dev)
-        ):
-            modules[name] = _candidate(name, folded, x, threads, cl)
+    if backend == "auto":
+        wanted = [n for n in candidates if backend_available(n, dev)]
+    else:
+        wanted = [backend]
+    modules, cl = _build(wanted, folded, x, threads)
     medians: dict[str, float] = {}
     if backend == "auto":
-        res = compare_latency(modules, threads=threads, **_shape(x), rounds=15, min_seconds=1.0)
+        timed = {n: modules[n] for n in wanted}
+        res = compare_latency(timed, threads=threads, **_shape(x), rounds=15, min_seconds=1.0)
         medians = {c.name: c.latency.median_ms for c in res}
         chosen = min(medians, key=medians.get)
         others = ", ".join(f"{n} {ms:.2f} ms" for n, ms in medians.items())

@@ -214,6 +214,15 @@ def _result(times: list[float], warmup: int, settings: LatencySettings, faults: 
     return Latency(med, q1, q3, throughput, len(times), warmup, settings, faults, tuple(times))
 
 
+def _needs_copy(model: nn.Module, dev: torch.device, dtype: torch.dtype, fmt) -> bool:
+    """Whether ``model`` must be copied and converted to run as asked (the caller's model is
+    never changed). One already in place runs as it is: a compiled module or a recorded CUDA
+    graph must not be copied (a copy recompiles, and a graph cannot be copied)."""
+    if dtype != torch.float32 or fmt != torch.contiguous_format:
+        return True
+    return any(t.device != dev for t in [*model.parameters(), *model.buffers()])
+
+
 def _prepare(
     model, input_size, batch_size, device, threads, channels_last, dtype, mode, backend=None
 ) -> tuple[nn.Module, torch.Tensor, torch.device, LatencySettings]:
@@ -242,8 +251,7 @@ def _prepare(
         chosen = model.deploy_report.backend
         label = chosen if backend == chosen else f"{backend} -> {chosen}"
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    needs_copy = dev.type != "cpu" or dtype != torch.float32 or channels_last
-    if backend is None and isinstance(model, nn.Module) and needs_copy:
+    if backend is None and isinstance(model, nn.Module) and _needs_copy(model, dev, dtype, fmt):
         model = copy.deepcopy(model).to(device=dev, dtype=dtype, memory_format=fmt)
     x = torch.randn(batch_size, *size, device=dev, dtype=dtype).contiguous(memory_format=fmt)
     settings = LatencySettings(

@@ -59,7 +59,8 @@ Backend = Annotated[
     str | None,
     typer.Option(
         "--backend",
-        help="deploy backend (eager, compile, onnxruntime, openvino, auto); default: the model as built",
+        help="deploy backend (eager, compile, onnxruntime, openvino; on a GPU cudagraphs, "
+        "compile-cudagraphs; or auto); default: the model as built",
     ),
 ]
 

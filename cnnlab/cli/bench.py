@@ -48,7 +48,8 @@ def bench(
     backend: Annotated[
         str | None,
         typer.Option(
-            help="deploy backend of the deployed column (default: openvino, else onnxruntime, if installed; else eager)"
+            help="deploy backend of the deployed column (default: cudagraphs on a GPU; on the CPU "
+            "openvino, else onnxruntime, if installed; else eager)"
         ),
     ] = None,
     rounds: Annotated[int, typer.Option(help="interleaved rounds per comparison (>= 3)")] = 10,
