@@ -235,3 +235,19 @@ def test_channels_last_wrapper_leaves_the_model_as_given():
     x = torch.randn(1, 3, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(wrapped(x), model(x))
+
+
+def test_auto_leaves_out_a_candidate_that_fails_to_build(monkeypatch):
+    def no_compiler(*args):
+        raise RuntimeError("no C compiler found\nmore detail")
+
+    monkeypatch.setattr(deploy_module, "_compile", no_compiler)
+    model = nn.Conv2d(3, 4, 1)
+    out = deploy(model, candidates=("eager", "compile"), threads=1, **SMALL)
+    report = out.deploy_report
+    assert set(report.candidates) == {"eager"}
+    assert report.reason.endswith(
+        "left out, failed to build: compile (RuntimeError: no C compiler found)"
+    )
+    with pytest.raises(RuntimeError, match="no C compiler found"):  # asked for by name: an error
+        deploy(model, backend="compile", threads=1, **SMALL)

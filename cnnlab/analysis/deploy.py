@@ -14,6 +14,7 @@ in-house library with tensor fusion), so every speed table states the backend it
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -120,23 +121,38 @@ def _shape(x: torch.Tensor) -> dict:
 
 
 def _build(
-    wanted: list[str], folded: nn.Module, x: torch.Tensor, threads: int | None
+    wanted: list[str],
+    folded: nn.Module,
+    x: torch.Tensor,
+    threads: int | None,
+    failed: dict[str, str] | None = None,
 ) -> tuple[dict[str, nn.Module], bool]:
     """The modules of the ``wanted`` backends (and of what a CUDA graph records), and whether
-    the folded model runs channels_last. The layout is measured only where it is used."""
+    the folded model runs channels_last. The layout is measured only where it is used. Given
+    ``failed`` ("auto"), a candidate that cannot be built here is left out and its error kept
+    there; otherwise the error propagates."""
+
+    def attempt(name: str, make: Callable[..., nn.Module], *args) -> None:
+        try:
+            modules[name] = make(*args)
+        except Exception as e:
+            if failed is None:
+                raise
+            failed[name] = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+
     needed = set(wanted) | {GRAPHED[n] for n in wanted if n in GRAPHED}
     modules: dict[str, nn.Module] = {}
     cl = False
     if needed & {"eager", "compile"}:
         modules["eager"], cl = _eager_layout(folded, x, threads)
     if "compile" in needed:
-        modules["compile"] = _compile(ChannelsLast(folded) if cl else folded, x, threads)
+        attempt("compile", _compile, ChannelsLast(folded) if cl else folded, x, threads)
     for name in wanted:
-        if name in GRAPHED:
-            modules[name] = CudaGraphModule(modules[GRAPHED[name]], x)
+        if name in GRAPHED and GRAPHED[name] in modules:
+            attempt(name, CudaGraphModule, modules[GRAPHED[name]], x)
         elif name in AHEAD_OF_TIME:
             with num_threads(threads) as n:
-                modules[name] = AHEAD_OF_TIME[name](folded, x, n)
+                attempt(name, AHEAD_OF_TIME[name], folded, x, n)
     return modules, cl
 
 
@@ -198,15 +214,20 @@ def deploy(
         wanted = [n for n in candidates if backend_available(n, dev)]
     else:
         wanted = [backend]
-    modules, cl = _build(wanted, folded, x, threads)
+    failed: dict[str, str] = {}
+    modules, cl = _build(wanted, folded, x, threads, failed if backend == "auto" else None)
     medians: dict[str, float] = {}
     if backend == "auto":
-        timed = {n: modules[n] for n in wanted}
+        timed = {n: modules[n] for n in wanted if n in modules}
         res = compare_latency(timed, threads=threads, **_shape(x), rounds=15, min_seconds=1.0)
         medians = {c.name: c.latency.median_ms for c in res}
         chosen = min(medians, key=medians.get)
         others = ", ".join(f"{n} {ms:.2f} ms" for n, ms in medians.items())
         reason = f"fastest measured at batch {batch_size}, input {size}: {others}"
+        if failed:
+            reason += "; left out, failed to build: " + "; ".join(
+                f"{n} ({why})" for n, why in failed.items()
+            )
     else:
         chosen, reason = backend, "requested"
     out = modules[chosen]
