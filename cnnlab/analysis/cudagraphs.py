@@ -16,9 +16,13 @@ from torch import nn
 class CudaGraphModule(nn.Module):
     """``model`` on inputs shaped like ``example``: copy the input in, replay, copy the output out.
 
-    Warm-up calls run first on a side stream (cuDNN's autotuner on, so the fastest kernels are
-    the ones recorded; compiled code compiles there), then one call is recorded. The output is
-    copied out of the graph's pool, so a later call never overwrites what an earlier one returned.
+    Warm-up calls run first (cuDNN's autotuner on, so the fastest kernels are the ones
+    recorded; compiled code compiles there), on the very stream the graph is then recorded on:
+    whatever a library caches per stream (a cuBLAS workspace, say) is then allocated outside the
+    graph's pool. Warmed up on another stream, the graphs of deploy's "auto" crashed an H200
+    ("unspecified launch failure") at batch 32 once the candidates not chosen were freed. The
+    output is copied out of the graph's pool, so a later call never overwrites what an earlier
+    one returned.
     """
 
     def __init__(self, model: nn.Module, example: torch.Tensor, warmup: int = 3) -> None:
@@ -36,13 +40,12 @@ class CudaGraphModule(nn.Module):
         torch.backends.cudnn.benchmark = True
         try:
             with torch.inference_mode():
-                side = torch.cuda.Stream(example.device)
-                side.wait_stream(torch.cuda.current_stream(example.device))
-                with torch.cuda.stream(side):
+                stream = torch.cuda.Stream(example.device)
+                stream.wait_stream(torch.cuda.current_stream(example.device))
+                with torch.cuda.stream(stream):
                     for _ in range(warmup):
                         model(self.static_x)
-                torch.cuda.current_stream(example.device).wait_stream(side)
-                with torch.cuda.graph(self.graph):
+                with torch.cuda.graph(self.graph, stream=stream):
                     self.static_y = model(self.static_x)
         finally:
             torch.backends.cudnn.benchmark = before

@@ -220,7 +220,12 @@ def _needs_copy(model: nn.Module, dev: torch.device, dtype: torch.dtype, fmt) ->
     graph must not be copied (a copy recompiles, and a graph cannot be copied)."""
     if dtype != torch.float32 or fmt != torch.contiguous_format:
         return True
-    return any(t.device != dev for t in [*model.parameters(), *model.buffers()])
+
+    def elsewhere(t: torch.Tensor) -> bool:  # "cuda" means the current GPU, as in .to("cuda")
+        index = dev.index if dev.index is not None else t.device.index
+        return (t.device.type, t.device.index) != (dev.type, index)
+
+    return any(elsewhere(t) for t in [*model.parameters(), *model.buffers()])
 
 
 def _prepare(
