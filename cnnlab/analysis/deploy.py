@@ -1,5 +1,9 @@
 """``deploy``: an inference module with batch norm folded and the fastest measured runtime.
 
+Two exact transforms come first: every BN that follows a conv is folded into it, and the
+channel shuffles of ShuffleNet v2 units move into the weights of the convs around them
+(``cnnlab.analysis.shuffle_fold``).
+
 Backends: "eager" (BN folded into the preceding conv, channels_last where it measures faster),
 "compile" (``torch.compile`` of the folded model with inductor freezing the weights),
 "onnxruntime" (exported to ONNX, run by ONNX Runtime: the ``onnx`` extra), "openvino"
@@ -23,6 +27,7 @@ from torch import nn
 from cnnlab.analysis.cudagraphs import CudaGraphModule
 from cnnlab.analysis.latency import check_device, check_settings, compare_latency, num_threads
 from cnnlab.analysis.runtimes import AHEAD_OF_TIME, runtime_available
+from cnnlab.analysis.shuffle_fold import fold_shuffles
 
 GRAPHED = {"cudagraphs": "eager", "compile-cudagraphs": "compile"}  # backend -> what it records
 CANDIDATES = ("eager", "compile", *GRAPHED, *AHEAD_OF_TIME)  # what "auto" measures, where available
@@ -86,6 +91,7 @@ class DeployReport:
     channels_last: bool
     max_abs_diff: float
     candidates: dict[str, float] = field(default_factory=dict)  # name -> median ms
+    shuffles_folded: int = 0  # ShuffleNet v2 units whose channel shuffle moved into the weights
 
 
 def _max_abs_diff(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
@@ -210,6 +216,7 @@ def deploy(
     model = copy.deepcopy(model).to(dev).eval()
     x = torch.randn(batch_size, *size, device=dev)
     folded, n_folded, n_left = fold_batch_norms(model)
+    folded, n_shuffles = fold_shuffles(folded)
     if backend == "auto":
         wanted = [n for n in candidates if backend_available(n, dev)]
     else:
@@ -236,5 +243,7 @@ def deploy(
         raise RuntimeError(
             f"deploy backend {chosen!r} changed the outputs by {diff:.2e} > {TOLERANCE}"
         )
-    out.deploy_report = DeployReport(chosen, reason, n_folded, n_left, cl, diff, medians)
+    out.deploy_report = DeployReport(
+        chosen, reason, n_folded, n_left, cl, diff, medians, shuffles_folded=n_shuffles
+    )
     return out

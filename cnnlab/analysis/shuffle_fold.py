@@ -1,0 +1,209 @@
+"""Fold ShuffleNet v2's channel shuffles into the convolutions around them (a deploy transform).
+
+A unit's output is ``shuffle(cat(a, b))`` and the next unit splits it in half again. Which
+channel sits where in memory matters only to the convolutions, and a 1x1 conv reads its input
+channels in any order its weight columns say (a depthwise conv carries an order through). So
+the transform keeps each tensor in a memory order of its own choosing, tracks the logical
+order beside it, and moves the permutation into the weights: the first conv of each branch
+reads its input in memory order, the last conv of each branch writes its output in the order
+the next concat wants, and the conv after the last unit (conv5) reads the final order. Each
+unit then costs one concatenation of contiguous slices and no transpose: the channels are
+kept sorted by the unit that will consume them, latest first, so the half a unit passes on
+is always a prefix and the half it consumes a suffix. Exact: only the order of weights moves.
+
+ShuffleNet v2's guideline G4 (Ma et al. 2018) counts the shuffle among the element-wise and
+data-movement costs that FLOPs do not show; here it is removed rather than made cheaper.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from cnnlab.blocks.shufflenet_v2 import ShuffleV2Unit
+from cnnlab.ops.conv import ConvNormAct
+
+# Layers a permutation of channels passes through unchanged (they act on each value alone).
+_ELEMENTWISE = (nn.Identity, nn.ReLU, nn.ReLU6, nn.Hardswish, nn.SiLU, nn.Sigmoid, nn.Hardsigmoid)
+
+# A slice of a unit's output: (source, start, end); source 0 is the half passed on (stride 1)
+# or the projection branch (stride 2), source 1 the main branch.
+Piece = tuple[int, int, int]
+
+
+def _convs(branch: nn.Module) -> list[nn.Conv2d] | None:
+    """The convs of a branch in execution order, or None unless the branch is a plain chain
+    (nested Sequentials) of convs and element-wise layers: an unfolded BN, or a block with a
+    forward of its own (squeeze-and-excitation), stops the fold."""
+    modules = list(branch.modules())
+    chains = [m for m in modules if list(m.children())]
+    leaves = [m for m in modules if not list(m.children())]
+    if any(type(m) not in (nn.Sequential, ConvNormAct) for m in chains):
+        return None
+    if any(not isinstance(m, (nn.Conv2d, *_ELEMENTWISE)) for m in leaves):
+        return None
+    return [m for m in leaves if isinstance(m, nn.Conv2d)]
+
+
+def _depthwise(conv: nn.Conv2d) -> bool:
+    return conv.groups == conv.in_channels == conv.out_channels
+
+
+def _foldable(branch: nn.Module) -> bool:
+    """Depthwise convs, then a dense conv, ..., ending in a dense conv."""
+    convs = _convs(branch)
+    if not convs or convs[-1].groups != 1:
+        return False
+    first_dense = next((c for c in convs if not _depthwise(c)), None)
+    return first_dense is not None and first_dense.groups == 1
+
+
+def _read_in_order(branch: nn.Module, perm: torch.Tensor) -> None:
+    """Make ``branch`` take its input with memory channel i holding logical channel perm[i]."""
+    for conv in _convs(branch):
+        with torch.no_grad():
+            if _depthwise(conv):  # the order passes through: permute per-channel weights
+                conv.weight = nn.Parameter(conv.weight[perm].clone())
+                if conv.bias is not None:
+                    conv.bias = nn.Parameter(conv.bias[perm].clone())
+                continue
+            conv.weight = nn.Parameter(conv.weight[:, perm].clone())
+        return
+
+
+def _write_in_order(branch: nn.Module, order: torch.Tensor) -> None:
+    """Make ``branch`` write output channel order[i] at memory channel i."""
+    conv = _convs(branch)[-1]
+    with torch.no_grad():
+        conv.weight = nn.Parameter(conv.weight[order].clone())
+        if conv.bias is not None:
+            conv.bias = nn.Parameter(conv.bias[order].clone())
+
+
+class FoldedShuffleUnit(nn.Module):
+    """A ShuffleNet v2 unit whose shuffle lives in the weights: split by slicing, run the
+    branches, concatenate contiguous slices in the order the next unit reads."""
+
+    def __init__(self, unit: ShuffleV2Unit, half: int, pieces: list[Piece]) -> None:
+        super().__init__()
+        self.stride = unit.stride
+        self.proj = unit.proj if unit.stride == 2 else None
+        self.main = unit.main
+        self.half = half
+        self.pieces = pieces
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.proj is None:
+            sources = (x[:, : self.half], self.main(x[:, self.half :]))
+        else:
+            sources = (self.proj(x), self.main(x))
+        return torch.cat([sources[s][:, a:b] for s, a, b in self.pieces], dim=1)
+
+
+def _shuffle(channels: list) -> list:
+    """Logical order after a 2-group channel shuffle: out[2j] = in[j], out[2j+1] = in[C/2+j]."""
+    half = len(channels) // 2
+    return [c for pair in zip(channels[:half], channels[half:]) for c in pair]
+
+
+def _merge(a: list, b: list, death: dict) -> tuple[list, list[Piece]]:
+    """Channels of ``a`` and ``b`` (each sorted by death, latest first) merged by death: the
+    new order and the contiguous slices that build it."""
+    order, pieces = [], []
+    for d in sorted({death[c] for c in a + b}, reverse=True):
+        for s, src in enumerate((a, b)):
+            idx = [i for i, c in enumerate(src) if death[c] == d]
+            if idx:
+                assert idx == list(range(idx[0], idx[-1] + 1)), "a slice must be contiguous"
+                pieces.append((s, idx[0], idx[-1] + 1))
+                order += src[idx[0] : idx[-1] + 1]
+    return order, pieces
+
+
+def _fold_stage(units: list[ShuffleV2Unit], start: int, in_perm: torch.Tensor | None):
+    """Fold one stage (a stride-2 unit and the stride-1 units after it) in place. ``in_perm``:
+    the memory order of the stage's input. Returns the folded units and the memory order of
+    the stage's output, as logical channel per memory channel."""
+    n = len(units)
+    first = units[0]
+    p_width = _convs(first.proj)[-1].out_channels
+    y_width = [_convs(u.main)[-1].out_channels for u in units]
+    proj_ids = [("p", start, j) for j in range(p_width)]
+    y_ids = [[("y", start + k, j) for j in range(y_width[k])] for k in range(n)]
+    logical = [None, _shuffle(proj_ids + y_ids[0])]
+    half = len(logical[1]) // 2
+    for k in range(1, n):
+        logical.append(_shuffle(logical[k][:half] + y_ids[k]))
+    death = {c: n for c in logical[n]}
+    for k in range(1, n):
+        death |= {c: k for c in logical[k][half:]}
+
+    def by_death(ids: list) -> list:
+        return sorted(ids, key=lambda c: -death[c])
+
+    if in_perm is not None:
+        _read_in_order(first.proj, in_perm)
+        _read_in_order(first.main, in_perm)
+    p_order, y_order = by_death(proj_ids), by_death(y_ids[0])
+    _write_in_order(first.proj, torch.tensor([c[2] for c in p_order]))
+    _write_in_order(first.main, torch.tensor([c[2] for c in y_order]))
+    memory, pieces = _merge(p_order, y_order, death)
+    folded = [FoldedShuffleUnit(first, half, pieces)]
+    for k in range(1, n):
+        passed, consumed = memory[:half], memory[half:]
+        assert set(consumed) == set(logical[k][half:])
+        position = {c: i for i, c in enumerate(logical[k])}
+        _read_in_order(units[k].main, torch.tensor([position[c] - half for c in consumed]))
+        y_order = by_death(y_ids[k])
+        _write_in_order(units[k].main, torch.tensor([c[2] for c in y_order]))
+        memory, pieces = _merge(passed, y_order, death)
+        folded.append(FoldedShuffleUnit(units[k], half, pieces))
+    position = {c: i for i, c in enumerate(logical[n])}
+    return folded, torch.tensor([position[c] for c in memory])
+
+
+def fold_shuffles(model: nn.Module) -> tuple[nn.Module, int]:
+    """A copy of ``model`` with the channel shuffles of its ShuffleNet v2 units folded into the
+    weights, and how many units were folded (0: the model is returned unchanged).
+
+    Folds each run of units in an ``nn.Sequential`` that starts with a stride-2 unit and is
+    followed by a dense conv (ShuffleNet v2's stages and conv5). Expects batch norms already
+    folded (``fold_batch_norms``); a unit with squeeze-and-excitation or an unfolded BN in a
+    branch leaves its run as it is.
+    """
+    model = copy.deepcopy(model)
+    total = 0
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        names = list(seq._modules)
+        i = 0
+        while i < len(names):
+            j = i
+            while j < len(names) and isinstance(seq._modules[names[j]], ShuffleV2Unit):
+                j += 1
+            if j > i and _run_foldable(seq, names[i:j], names[j] if j < len(names) else None):
+                total += _fold_run(seq, names[i:j], names[j])
+            i = max(j, i + 1)
+    return model, total
+
+
+def _run_foldable(seq: nn.Sequential, run: list[str], after: str | None) -> bool:
+    units = [seq._modules[n] for n in run]
+    if after is None or units[0].stride != 2:
+        return False
+    consumer = _convs(seq._modules[after])
+    branches = [b for u in units for b in ((u.proj, u.main) if u.stride == 2 else (u.main,))]
+    return bool(consumer) and consumer[0].groups == 1 and all(_foldable(b) for b in branches)
+
+
+def _fold_run(seq: nn.Sequential, run: list[str], after: str) -> int:
+    units = [seq._modules[n] for n in run]
+    starts = [i for i, u in enumerate(units) if u.stride == 2] + [len(units)]
+    perm = None
+    for a, b in zip(starts, starts[1:]):
+        folded, perm = _fold_stage(units[a:b], a, perm)
+        for name, unit in zip(run[a:b], folded):
+            seq._modules[name] = unit
+    _read_in_order(seq._modules[after], perm)
+    return len(units)
