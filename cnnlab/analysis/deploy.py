@@ -9,10 +9,11 @@ Backends: "eager" (BN folded into the preceding conv, channels_last where it mea
 "onnxruntime" (exported to ONNX, run by ONNX Runtime: the ``onnx`` extra), "openvino"
 (the same ONNX graph compiled by OpenVINO for this CPU: the ``openvino`` extra), and on a GPU
 "cudagraphs" and "compile-cudagraphs" (the eager or the compiled module recorded as one CUDA
-graph and replayed, which removes the launch cost that dominates small CNNs there). "auto" measures the
-available candidates side by side for this device, batch size and input size and keeps the
-fastest. The ranking of two designs can change with the runtime (Ma et al. 2018 measured an
-in-house library with tensor fusion), so every speed table states the backend it ran on.
+graph and replayed, which removes the launch cost that dominates small CNNs there). "auto"
+measures the available candidates side by side for this device, batch size and input size and
+keeps the fastest. The ranking of two designs can change with the runtime (Ma et al. 2018
+measured an in-house library with tensor fusion), so every speed table states the backend it
+ran on.
 """
 
 from __future__ import annotations
