@@ -2,7 +2,8 @@
 
 A unit's output is ``shuffle(cat(a, b))`` and the next unit splits it in half again. Which
 channel sits where in memory matters only to the convolutions, and a 1x1 conv reads its input
-channels in any order its weight columns say (a depthwise conv carries an order through). So
+channels in any order its weight columns say (a depthwise conv or an SE block carries an
+order through once its per-channel weights are permuted). So
 the transform keeps each tensor in a memory order of its own choosing, tracks the logical
 order beside it, and moves the permutation into the weights: the first conv of each branch
 reads its input in memory order, the last conv of each branch writes its output in the order
@@ -11,8 +12,8 @@ unit then costs one concatenation of contiguous slices and no transpose: the cha
 kept sorted by the unit that will consume them, latest first, so the half a unit passes on
 is always a prefix and the half it consumes a suffix. Exact: only the order of weights moves.
 
-ShuffleNet v2's guideline G4 (Ma et al. 2018) counts the shuffle among the element-wise and
-data-movement costs that FLOPs do not show; here it is removed rather than made cheaper.
+ShuffleNet v2's runtime breakdown (Ma et al. 2018, Fig. 2) shows data movement (shuffle,
+concat) as a cost that FLOPs do not count; here the shuffle's share is removed, not reduced.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch import nn
 
 from cnnlab.blocks.shufflenet_v2 import ShuffleV2Unit
 from cnnlab.ops.conv import ConvNormAct
+from cnnlab.ops.se import SqueezeExcite
 
 # Layers a permutation of channels passes through unchanged (they act on each value alone).
 _ELEMENTWISE = (nn.Identity, nn.ReLU, nn.ReLU6, nn.Hardswish, nn.SiLU, nn.Sigmoid, nn.Hardsigmoid)
@@ -33,53 +35,82 @@ _ELEMENTWISE = (nn.Identity, nn.ReLU, nn.ReLU6, nn.Hardswish, nn.SiLU, nn.Sigmoi
 Piece = tuple[int, int, int]
 
 
-def _convs(branch: nn.Module) -> list[nn.Conv2d] | None:
-    """The convs of a branch in execution order, or None unless the branch is a plain chain
-    (nested Sequentials) of convs and element-wise layers: an unfolded BN, or a block with a
-    forward of its own (squeeze-and-excitation), stops the fold."""
-    modules = list(branch.modules())
-    chains = [m for m in modules if list(m.children())]
-    leaves = [m for m in modules if not list(m.children())]
-    if any(type(m) not in (nn.Sequential, ConvNormAct) for m in chains):
-        return None
-    if any(not isinstance(m, (nn.Conv2d, *_ELEMENTWISE)) for m in leaves):
-        return None
-    return [m for m in leaves if isinstance(m, nn.Conv2d)]
+def _layers(branch: nn.Module) -> list[nn.Module] | None:
+    """The layers of a branch in execution order (convs, element-wise layers, SE blocks), or
+    None unless the branch is a plain chain of them (nested Sequentials): an unfolded BN, or
+    a block with a forward of its own other than SE, stops the fold."""
+    layers: list[nn.Module] = []
+
+    def walk(m: nn.Module) -> bool:
+        if isinstance(m, SqueezeExcite):
+            layers.append(m)
+            return m.bn is None
+        children = list(m.children())
+        if not children:
+            layers.append(m)
+            return isinstance(m, (nn.Conv2d, *_ELEMENTWISE))
+        return type(m) in (nn.Sequential, ConvNormAct) and all(walk(c) for c in children)
+
+    return layers if walk(branch) else None
 
 
-def _depthwise(conv: nn.Conv2d) -> bool:
-    return conv.groups == conv.in_channels == conv.out_channels
+def _carries(m: nn.Module) -> bool:
+    """Whether a channel order passes through ``m`` once its per-channel weights are permuted:
+    a depthwise conv, or SE (its FCs read and write channels in the same order)."""
+    if isinstance(m, nn.Conv2d):
+        return m.groups == m.in_channels == m.out_channels
+    return isinstance(m, SqueezeExcite)
+
+
+def _ends(branch: nn.Module) -> tuple[list[nn.Module], nn.Conv2d, nn.Conv2d, list[nn.Module]]:
+    """(carriers before the first other conv, that conv, the last other conv, carriers after).
+    The branch reads its input order at the first conv and writes its output order at the last."""
+    layers = [m for m in _layers(branch) if isinstance(m, nn.Conv2d) or _carries(m)]
+    mixing = [i for i, m in enumerate(layers) if not _carries(m)]
+    return layers[: mixing[0]], layers[mixing[0]], layers[mixing[-1]], layers[mixing[-1] + 1 :]
 
 
 def _foldable(branch: nn.Module) -> bool:
-    """Depthwise convs, then a dense conv, ..., ending in a dense conv."""
-    convs = _convs(branch)
-    if not convs or convs[-1].groups != 1:
+    """A plain chain whose first and last channel-mixing layers are dense convs."""
+    layers = _layers(branch)
+    if layers is None or not any(isinstance(m, nn.Conv2d) and not _carries(m) for m in layers):
         return False
-    first_dense = next((c for c in convs if not _depthwise(c)), None)
-    return first_dense is not None and first_dense.groups == 1
+    _, first, last, _ = _ends(branch)
+    return first.groups == 1 and last.groups == 1
+
+
+def _permuted(param: torch.Tensor | None, perm: torch.Tensor, dim: int = 0):
+    return None if param is None else nn.Parameter(param.detach().index_select(dim, perm))
+
+
+def _carry(m: nn.Module, perm: torch.Tensor) -> None:
+    """Permute a carrier's per-channel weights so it maps order ``perm`` to order ``perm``."""
+    if isinstance(m, SqueezeExcite):
+        m.fc1.weight = _permuted(m.fc1.weight, perm, 1)
+        m.fc2.weight, m.fc2.bias = _permuted(m.fc2.weight, perm), _permuted(m.fc2.bias, perm)
+    else:
+        m.weight, m.bias = _permuted(m.weight, perm), _permuted(m.bias, perm)
 
 
 def _read_in_order(branch: nn.Module, perm: torch.Tensor) -> None:
     """Make ``branch`` take its input with memory channel i holding logical channel perm[i]."""
-    for conv in _convs(branch):
-        with torch.no_grad():
-            if _depthwise(conv):  # the order passes through: permute per-channel weights
-                conv.weight = nn.Parameter(conv.weight[perm].clone())
-                if conv.bias is not None:
-                    conv.bias = nn.Parameter(conv.bias[perm].clone())
-                continue
-            conv.weight = nn.Parameter(conv.weight[:, perm].clone())
-        return
+    before, first, _, _ = _ends(branch)
+    for m in before:
+        _carry(m, perm)
+    first.weight = _permuted(first.weight, perm, 1)
 
 
 def _write_in_order(branch: nn.Module, order: torch.Tensor) -> None:
     """Make ``branch`` write output channel order[i] at memory channel i."""
-    conv = _convs(branch)[-1]
-    with torch.no_grad():
-        conv.weight = nn.Parameter(conv.weight[order].clone())
-        if conv.bias is not None:
-            conv.bias = nn.Parameter(conv.bias[order].clone())
+    _, _, last, after = _ends(branch)
+    last.weight, last.bias = _permuted(last.weight, order), _permuted(last.bias, order)
+    for m in after:
+        _carry(m, order)
+
+
+def _width(branch: nn.Module) -> int:
+    """Output channels of a branch (its last conv's; SE and depthwise convs keep the width)."""
+    return _ends(branch)[2].out_channels
 
 
 class FoldedShuffleUnit(nn.Module):
@@ -128,8 +159,8 @@ def _fold_stage(units: list[ShuffleV2Unit], start: int, in_perm: torch.Tensor | 
     the stage's output, as logical channel per memory channel."""
     n = len(units)
     first = units[0]
-    p_width = _convs(first.proj)[-1].out_channels
-    y_width = [_convs(u.main)[-1].out_channels for u in units]
+    p_width = _width(first.proj)
+    y_width = [_width(u.main) for u in units]
     proj_ids = [("p", start, j) for j in range(p_width)]
     y_ids = [[("y", start + k, j) for j in range(y_width[k])] for k in range(n)]
     logical = [None, _shuffle(proj_ids + y_ids[0])]
@@ -170,8 +201,8 @@ def fold_shuffles(model: nn.Module) -> tuple[nn.Module, int]:
 
     Folds each run of units in an ``nn.Sequential`` that starts with a stride-2 unit and is
     followed by a dense conv (ShuffleNet v2's stages and conv5). Expects batch norms already
-    folded (``fold_batch_norms``); a unit with squeeze-and-excitation or an unfolded BN in a
-    branch leaves its run as it is.
+    folded (``fold_batch_norms``); an unfolded BN in a branch (or in an SE block) leaves its
+    run as it is.
     """
     model = copy.deepcopy(model)
     total = 0
@@ -192,9 +223,8 @@ def _run_foldable(seq: nn.Sequential, run: list[str], after: str | None) -> bool
     units = [seq._modules[n] for n in run]
     if after is None or units[0].stride != 2:
         return False
-    consumer = _convs(seq._modules[after])
     branches = [b for u in units for b in ((u.proj, u.main) if u.stride == 2 else (u.main,))]
-    return bool(consumer) and consumer[0].groups == 1 and all(_foldable(b) for b in branches)
+    return _foldable(seq._modules[after]) and all(_foldable(b) for b in branches)
 
 
 def _fold_run(seq: nn.Sequential, run: list[str], after: str) -> int:
