@@ -139,13 +139,13 @@ def _shuffle(channels: list) -> list:
     return [c for pair in zip(channels[:half], channels[half:]) for c in pair]
 
 
-def _merge(a: list, b: list, death: dict) -> tuple[list, list[Piece]]:
-    """Channels of ``a`` and ``b`` (each sorted by death, latest first) merged by death: the
-    new order and the contiguous slices that build it."""
+def _merge(a: list, b: list, consumed_at: dict) -> tuple[list, list[Piece]]:
+    """Channels of ``a`` and ``b``, each sorted by the unit that consumes them (latest first),
+    merged in that order: the new order and the contiguous slices that build it."""
     order, pieces = [], []
-    for d in sorted({death[c] for c in a + b}, reverse=True):
+    for d in sorted({consumed_at[c] for c in a + b}, reverse=True):
         for s, src in enumerate((a, b)):
-            idx = [i for i, c in enumerate(src) if death[c] == d]
+            idx = [i for i, c in enumerate(src) if consumed_at[c] == d]
             if idx:
                 assert idx == list(range(idx[0], idx[-1] + 1)), "a slice must be contiguous"
                 pieces.append((s, idx[0], idx[-1] + 1))
@@ -167,29 +167,31 @@ def _fold_stage(units: list[ShuffleV2Unit], start: int, in_perm: torch.Tensor | 
     half = len(logical[1]) // 2
     for k in range(1, n):
         logical.append(_shuffle(logical[k][:half] + y_ids[k]))
-    death = {c: n for c in logical[n]}
+    consumed_at = {
+        c: n for c in logical[n]
+    }  # the unit that consumes each channel (n: the next stage)
     for k in range(1, n):
-        death |= {c: k for c in logical[k][half:]}
+        consumed_at |= {c: k for c in logical[k][half:]}
 
-    def by_death(ids: list) -> list:
-        return sorted(ids, key=lambda c: -death[c])
+    def latest_first(ids: list) -> list:
+        return sorted(ids, key=lambda c: -consumed_at[c])
 
     if in_perm is not None:
         _read_in_order(first.proj, in_perm)
         _read_in_order(first.main, in_perm)
-    p_order, y_order = by_death(proj_ids), by_death(y_ids[0])
+    p_order, y_order = latest_first(proj_ids), latest_first(y_ids[0])
     _write_in_order(first.proj, torch.tensor([c[2] for c in p_order]))
     _write_in_order(first.main, torch.tensor([c[2] for c in y_order]))
-    memory, pieces = _merge(p_order, y_order, death)
+    memory, pieces = _merge(p_order, y_order, consumed_at)
     folded = [FoldedShuffleUnit(first, half, pieces)]
     for k in range(1, n):
         passed, consumed = memory[:half], memory[half:]
         assert set(consumed) == set(logical[k][half:])
         position = {c: i for i, c in enumerate(logical[k])}
         _read_in_order(units[k].main, torch.tensor([position[c] - half for c in consumed]))
-        y_order = by_death(y_ids[k])
+        y_order = latest_first(y_ids[k])
         _write_in_order(units[k].main, torch.tensor([c[2] for c in y_order]))
-        memory, pieces = _merge(passed, y_order, death)
+        memory, pieces = _merge(passed, y_order, consumed_at)
         folded.append(FoldedShuffleUnit(units[k], half, pieces))
     position = {c: i for i, c in enumerate(logical[n])}
     return folded, torch.tensor([position[c] for c in memory])
