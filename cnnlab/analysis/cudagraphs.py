@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cnnlab.analysis.latency import timing_settings
+
 
 class CudaGraphModule(nn.Module):
     """``model`` on inputs shaped like ``example``: copy the input in, replay, copy the output out.
@@ -36,19 +38,14 @@ class CudaGraphModule(nn.Module):
         self.shape = tuple(example.shape)
         self.static_x = example.detach().clone()
         self.graph = torch.cuda.CUDAGraph()
-        before = torch.backends.cudnn.benchmark
-        torch.backends.cudnn.benchmark = True
-        try:
-            with torch.inference_mode():
-                stream = torch.cuda.Stream(example.device)
-                stream.wait_stream(torch.cuda.current_stream(example.device))
-                with torch.cuda.stream(stream):
-                    for _ in range(warmup):
-                        model(self.static_x)
-                with torch.cuda.graph(self.graph, stream=stream):
-                    self.static_y = model(self.static_x)
-        finally:
-            torch.backends.cudnn.benchmark = before
+        with timing_settings(None), torch.inference_mode():  # cuDNN's autotuner on, restored
+            stream = torch.cuda.Stream(example.device)
+            stream.wait_stream(torch.cuda.current_stream(example.device))
+            with torch.cuda.stream(stream):
+                for _ in range(warmup):
+                    model(self.static_x)
+            with torch.cuda.graph(self.graph, stream=stream):
+                self.static_y = model(self.static_x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape) != self.shape:

@@ -294,8 +294,9 @@ def measure_latency(
     (or ``max_seconds`` is reached). A sample averages enough back-to-back calls to last 1 ms, so
     timer overhead stays negligible on tiny models. ``mode="train"`` times forward + backward +
     SGD step on a copy of the model. ``threads`` is set for the measurement and restored.
-    ``backend`` ("eager", "compile", "onnxruntime", "openvino", "auto") measures
-    ``cnnlab.deploy(model)`` instead of the model as given.
+    ``backend`` (one of ``cnnlab.analysis.deploy.BACKENDS``: "eager", "compile",
+    "onnxruntime", "openvino", on a GPU "cudagraphs" and "compile-cudagraphs", or "auto")
+    measures ``cnnlab.deploy(model)`` instead of the model as given.
     """
     model, x, dev, settings = _prepare(
         model, input_size, batch_size, device, threads, channels_last, dtype, mode, backend
