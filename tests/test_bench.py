@@ -2,6 +2,7 @@
 
 import csv
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -45,6 +46,19 @@ def test_write_bench_files(tmp_path):
     assert json.loads(paths["json"].read_text())[0]["macs"] == rows[0].macs
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"
     assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_plot_takes_more_families_than_one_palette(tmp_path):
+    # `cnnlab bench MODEL ...` may name any families; the first plot ran out of its 10 colours
+    row = run_bench(MODELS[:1], batch_sizes=(1,), backend="eager", **QUICK)[0]
+    one_per_family = {cnnlab.models.get_entry(n).family.name: n for n in cnnlab.list_models()}
+    assert len(one_per_family) > 20
+    rows = [
+        replace(row, model=n, macs=row.macs * (i + 1))
+        for i, n in enumerate(one_per_family.values())
+    ]
+    paths = write_bench(rows, tmp_path)
+    assert paths["png"].read_bytes()[:4] == b"\x89PNG"
 
 
 def test_bench_levels_custom_and_side():

@@ -52,7 +52,7 @@ def bench(
             "openvino, else onnxruntime, if installed; else eager)"
         ),
     ] = None,
-    rounds: Annotated[int, typer.Option(help="interleaved rounds per comparison (>= 3)")] = 10,
+    rounds: Annotated[int, typer.Option(help="interleaved rounds per comparison (>= 3)")] = 6,
     out: Annotated[Path, typer.Option(help="folder for bench.csv, bench.json, bench.png")] = Path(
         "cnnlab-out/bench"
     ),
