@@ -92,3 +92,43 @@ def test_docs_model_table_is_generated_from_the_code():
     assert DOCS.read_text() == models_markdown(), (
         "regenerate: cnnlab models --markdown > docs/models.md"
     )
+
+
+# each command that writes files, and the call that does its (minutes of) work
+WRITERS = [
+    (["bench", "shufflenet_v2_x0_5", "--input-size", "32"], "cnnlab.cli.bench.run_bench"),
+    (["guidelines", "--quick"], "cnnlab.cli.guidelines.run_guidelines"),
+    (["breakdown", "shufflenet_v2_x0_5"], "cnnlab.analysis.breakdown.runtime_breakdown"),
+    (["roofline", "shufflenet_v2_x0_5"], "cnnlab.analysis.roofline.machine_peak"),
+    (["train", "--max-steps", "1"], "cnnlab.cli.train.Trainer"),
+]
+
+
+def _must_not_run(*args, **kwargs):
+    raise AssertionError("the work started before the output folder was checked")
+
+
+@pytest.mark.parametrize("args,work", WRITERS, ids=[a[0] for a, _ in WRITERS])
+def test_unwritable_out_fails_before_the_work(capsys, monkeypatch, tmp_path, args, work):
+    monkeypatch.setattr(work, _must_not_run)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    code, _, err = run(capsys, *args, "--out", str(a_file))
+    assert code == 2 and f"--out {a_file} is a file" in err
+    code, _, err = run(capsys, *args, "--out", str(a_file / "sub"))
+    assert code == 2 and "cannot write there (Not a directory)" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_lut_build_out_must_be_a_writable_file(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr("cnnlab.cli.lut.build_lut", _must_not_run)
+    code, _, err = run(
+        capsys, "lut", "build", "--models", "mobilenet_v2_x0_35", "--out", str(tmp_path)
+    )
+    assert code == 2 and "is a folder; give a file name" in err
+    (tmp_path / "a_file").write_text("")
+    target = tmp_path / "a_file" / "t.json"
+    code, _, err = run(
+        capsys, "lut", "build", "--models", "mobilenet_v2_x0_35", "--out", str(target)
+    )
+    assert code == 2 and f"cannot write there ({target.parent} is a file)" in err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -85,3 +87,45 @@ def parse_input_size(text: str | None) -> tuple[int, int, int] | None:
             f"--input-size must be CxHxW like 3x224x224 or one side like 224, got {text!r}"
         )
     return (values[0], values[1], values[2])
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why no file can be written in ``folder`` (made if missing), or None when one can."""
+    if folder.exists() and not folder.is_dir():
+        return f"{folder} is a file"
+    probe = folder / f".cnnlab-write-check-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
+
+
+def writable_folder(path: Path, option: str = "--out") -> Path:
+    """Create ``path`` if needed and check that a file can be written in it, before any work.
+
+    A run that measures for minutes must not end in a traceback because its output folder was
+    a file, read-only or out of reach.
+    """
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path} is a file; give a folder (it is made if missing)")
+    reason = _unwritable(path)
+    if reason:
+        raise UsageError(
+            f"{option} {path}: cannot write there ({reason}); choose a folder you can write to"
+        )
+    return path
+
+
+def writable_file(path: Path, option: str = "--out") -> Path:
+    """Check that ``path`` can be written (its folder is made if needed) and is not a folder."""
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a folder; give a file name such as {path}/table.json")
+    reason = _unwritable(path.parent)
+    if reason:
+        raise UsageError(
+            f"{option} {path}: cannot write there ({reason}); choose a path you can write to"
+        )
+    return path

@@ -24,6 +24,7 @@ from cnnlab.cli.app import (
     app,
     console,
     parse_input_size,
+    writable_folder,
 )
 
 
@@ -70,6 +71,7 @@ def bench(
     if backend not in BACKENDS:
         raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     steps = len(bench_levels(models)) * len(sizes)
+    writable_folder(out)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, console=console(), transient=True) as bar:
         task = bar.add_task("bench", total=steps)

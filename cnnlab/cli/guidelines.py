@@ -23,6 +23,7 @@ from cnnlab.cli.app import (
     app,
     console,
     parse_input_size,
+    writable_folder,
 )
 
 OptionalInt = Optional[int]  # noqa: UP045  (typer reads annotations at run time on Python 3.10)
@@ -101,6 +102,7 @@ def guidelines(
     """Re-measure ShuffleNet v2's guideline tables G1-G4 here, beside the paper's figures."""
     if batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
+    writable_folder(out)
     results = run_guidelines(
         quick=quick,
         device=device,

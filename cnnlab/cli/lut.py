@@ -39,6 +39,7 @@ from cnnlab.cli.app import (
     app,
     console,
     parse_input_size,
+    writable_file,
 )
 
 lut_app = typer.Typer(
@@ -156,7 +157,7 @@ def build(
         raise UsageError(f"--synthetic must be >= 0, got {synthetic}")
     size = parse_input_size(input_size)
     n_threads = threads or torch.get_num_threads()
-    path = out or default_path(device, n_threads, batch_size, backend)
+    path = writable_file(out or default_path(device, n_threads, batch_size, backend))
     sampling = {**(QUICK if quick else FULL)}
     sampling.update(
         {

@@ -24,12 +24,14 @@ from cnnlab.cli.app import (
     app,
     console,
     parse_input_size,
+    writable_folder,
 )
 from cnnlab.models import get_entry
 
 
 def _out_dir(out: Path | None, command: str) -> Path:
-    return out if out is not None else Path("cnnlab-out") / command
+    """The output folder, made and checked writable before anything is measured."""
+    return writable_folder(out if out is not None else Path("cnnlab-out") / command)
 
 
 def _quiet_profiler() -> None:
@@ -70,6 +72,7 @@ def breakdown_cmd(
     size = parse_input_size(input_size)
     for name in names:
         get_entry(name)  # unknown names fail before anything is profiled
+    folder = _out_dir(out, "breakdown")
     _quiet_profiler()
     results = []
     for name in names:
@@ -83,7 +86,6 @@ def breakdown_cmd(
             iterations=iterations,
         )
         results.append((name, b))
-    folder = _out_dir(out, "breakdown")
     data = {
         "attribution": "top-level operators charged their total time; children skipped",
         "models": {name: b.as_dict() for name, b in results},
@@ -152,6 +154,7 @@ def roofline_cmd(
     check_settings(size, batch_size, threads, "inference")  # bad input fails before any timing
     check_device(device)
     rl.complexity(model, size)
+    folder = _out_dir(out, "roofline")
     peak = rl.machine_peak(device, threads, matmul_size=peak_matmul, copy_mb=peak_copy_mb)
     r = rl.roofline(
         model,
@@ -162,7 +165,6 @@ def roofline_cmd(
         backend=backend,
         peak=peak,
     )
-    folder = _out_dir(out, "roofline")
     json_path = bd.atomic_write(folder / "roofline.json", r.to_json().encode())
     png_path = rl.plot_roofline(r, folder / "roofline.png")
     if as_json:

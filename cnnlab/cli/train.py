@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from cnnlab.cli.app import AsJson, Threads, UsageError, app, console
+from cnnlab.cli.app import AsJson, Threads, UsageError, app, console, writable_folder
 from cnnlab.train import dist
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.evaluate import evaluate_checkpoint
@@ -140,6 +141,7 @@ def train_command(
         progress=progress,
         extra=_model_args(model_arg or []),
     )
+    writable_folder(Path(out))  # before any data is loaded or any step is taken
     out_console = console()
     try:
         trainer = Trainer(cfg, resume=resume, console=out_console)
