@@ -132,3 +132,31 @@ def test_lut_build_out_must_be_a_writable_file(capsys, monkeypatch, tmp_path):
         capsys, "lut", "build", "--models", "mobilenet_v2_x0_35", "--out", str(target)
     )
     assert code == 2 and f"cannot write there ({target.parent} is a file)" in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["bench", "inception_v3", "--out", "{tmp}"],
+        ["breakdown", "inception_v3", "--out", "{tmp}"],
+        ["roofline", "inception_v3", "--out", "{tmp}"],
+        ["lut", "build", "--models", "inception_v3", "--out", "{tmp}/t.json"],
+        ["lint", "inception_v3"],
+    ],
+    ids=lambda a: " ".join(a[:2]),
+)
+def test_input_the_model_cannot_take_is_one_line(capsys, tmp_path, args):
+    # Inception v3 needs at least 75x75; at 32x32 its mixed6a reduction has a 1x1 input
+    args = [a.format(tmp=tmp_path) for a in args]
+    code, _, err = run(capsys, *args, "--input-size", "32")
+    assert code == 2, err
+    assert "layer 'mixed6a': input of size 1 is too small for a window of 3" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_library_refuses_an_input_the_model_cannot_take():
+    too_small = "inception_v3 cannot take a 3x32x32 input: layer 'mixed6a'"
+    with pytest.raises(ValueError, match=too_small):
+        cnnlab.measure_latency("inception_v3", input_size=(3, 32, 32))
+    with pytest.raises(ValueError, match="this model cannot take a 3x32x32 input"):
+        cnnlab.deploy(cnnlab.create_model("inception_v3"), input_size=(3, 32, 32), backend="eager")

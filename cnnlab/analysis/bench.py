@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cnnlab.analysis.complexity import complexity
+from cnnlab.analysis.complexity import check_input_size, complexity
 from cnnlab.analysis.deploy import default_backend, deploy
 from cnnlab.analysis.io import atomic_write, save_figure
 from cnnlab.analysis.latency import check_device, check_settings, compare_latency
@@ -128,7 +128,11 @@ def run_bench(
     for b in batch_sizes:
         check_settings((3, 1, 1), b, threads, "inference")
     backend = backend or default_backend(check_device(device))
-    steps = [(lv, e, b) for lv, e in bench_levels(models, side).items() for b in batch_sizes]
+    levels = bench_levels(models, side)
+    for entries in levels.values():  # an input a model cannot take fails before any timing
+        for name, s in entries:
+            check_input_size(name, _input_size(name, s))
+    steps = [(lv, e, b) for lv, e in levels.items() for b in batch_sizes]
     rows: list[BenchRow] = []
     for done, (level, entries, batch) in enumerate(steps):
         if progress:

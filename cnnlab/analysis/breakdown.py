@@ -30,6 +30,7 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from cnnlab.analysis.allocator import malloc_mode
+from cnnlab.analysis.complexity import check_input_size
 from cnnlab.analysis.deploy import GRAPHED
 from cnnlab.analysis.io import atomic_write, save_figure  # noqa: F401  (re-exported)
 from cnnlab.analysis.latency import LatencySettings, Runner, check_device, check_settings
@@ -275,6 +276,7 @@ def runtime_breakdown(
         raise TypeError(f"expected a model or a model name, got {type(model_or_name).__name__}")
     size = check_settings(input_size or (3, 224, 224), batch_size, threads, "inference")
     dev = check_device(device)
+    check_input_size(model, size)
     if backend in (*AHEAD_OF_TIME, *GRAPHED):
         raise ValueError(
             f"the profiler sees no operators inside {backend}; use --backend eager or compile"

@@ -78,3 +78,21 @@ def complexity(
     raise TypeError(
         f"complexity() takes a model name or an nn.Module, got {type(model_or_name).__name__}"
     )
+
+
+def check_input_size(model_or_name: nn.Module | str, input_size: tuple[int, int, int]) -> None:
+    """Refuse an input a registered model or a cnnlab network cannot take, before any tensor runs.
+
+    Raises ValueError naming the first layer the input is too small for (or the channel count
+    the model takes), from the analytic count. Other modules are not checked here: their first
+    forward pass says what is wrong.
+    """
+    if isinstance(model_or_name, str) or (
+        isinstance(model_or_name, Net) and model_or_name.matches_plan()
+    ):
+        try:
+            complexity(model_or_name, input_size)
+        except ValueError as e:
+            name = model_or_name if isinstance(model_or_name, str) else "this model"
+            size = "x".join(map(str, input_size))
+            raise ValueError(f"{name} cannot take a {size} input: {e}") from None

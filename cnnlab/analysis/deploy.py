@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from cnnlab.analysis.complexity import check_input_size
 from cnnlab.analysis.cudagraphs import CudaGraphModule
 from cnnlab.analysis.latency import check_device, check_settings, compare_latency, num_threads
 from cnnlab.analysis.runtimes import AHEAD_OF_TIME, runtime_available
@@ -212,6 +213,7 @@ def deploy(
         raise ValueError(f"backend {backend!r} runs on the CPU here; use device='cpu'")
     if dev.type != "cuda" and backend in GRAPHED:
         raise ValueError(f"backend {backend!r} records CUDA graphs; use device='cuda'")
+    check_input_size(model, size)
     if isinstance(model, str):
         model = create_model(model)
     model = copy.deepcopy(model).to(dev).eval()

@@ -241,11 +241,13 @@ def _needs_copy(model: nn.Module, dev: torch.device, dtype: torch.dtype, fmt) ->
 def _prepare(
     model, input_size, batch_size, device, threads, channels_last, dtype, mode, backend=None
 ) -> tuple[nn.Module, torch.Tensor, torch.device, LatencySettings]:
+    from cnnlab.analysis.complexity import check_input_size
     from cnnlab.analysis.deploy import deploy
     from cnnlab.models import create_model
 
     size = check_settings(input_size, batch_size, threads, mode)
     dev = check_device(device)
+    check_input_size(model, size)
     if isinstance(model, str):
         model = create_model(model)
     label = "as given"

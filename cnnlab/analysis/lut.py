@@ -31,6 +31,7 @@ import torchvision
 from torch import nn
 
 from cnnlab.analysis.allocator import malloc_mode
+from cnnlab.analysis.complexity import check_input_size
 from cnnlab.analysis.io import atomic_write
 from cnnlab.analysis.latency import check_device, check_settings, measure_latency
 from cnnlab.analysis.lut_regress import (
@@ -165,8 +166,9 @@ def _resolve(model_or_name: nn.Module | str, input_size) -> tuple[str, nn.Module
     from cnnlab.models import create_model, get_entry
 
     if isinstance(model_or_name, str):
-        size = input_size or get_entry(model_or_name).input_size
-        return model_or_name, create_model(model_or_name), tuple(size)
+        size = tuple(input_size or get_entry(model_or_name).input_size)
+        check_input_size(model_or_name, size)
+        return model_or_name, create_model(model_or_name), size
     if isinstance(model_or_name, nn.Module):
         return type(model_or_name).__name__, model_or_name, tuple(input_size or _DEFAULT_INPUT)
     raise TypeError(f"expected a model name or an nn.Module, got {type(model_or_name).__name__}")

@@ -63,8 +63,11 @@ def bench(
     """Latency and throughput at matched MACs, eager and deployed, with params and memory access."""
     sizes = _batch_sizes(batch_sizes)
     size = parse_input_size(input_size)
-    if size is not None and size[1] != size[2]:
-        raise UsageError(f"bench takes square inputs; got --input-size {input_size}")
+    if size is not None and (size[1] != size[2] or size[0] != 3):
+        raise UsageError(
+            f"bench takes a square RGB input (one side, like 160, or 3xSxS); got --input-size "
+            f"{input_size}"
+        )
     dev = check_device(device)
     if backend is None:
         backend = default_backend(dev)
