@@ -7,6 +7,7 @@ import math
 import pytest
 import scipy.stats
 
+from cnnlab.analysis.allocator import malloc_mode
 from cnnlab.analysis.guidelines import (
     PAPER_SPEED,
     guideline_networks,
@@ -187,6 +188,7 @@ def test_run_guidelines_tiny():
     assert c.rho_arm == pytest.approx(scipy.stats.spearmanr(ours, [76.2, 72.9, 69.1, 57.6])[0])
     assert r.settings["platform"] == "arm" and r.settings["input_size"] == [16, 16]
     assert r.settings["threads"] == 1 and r.settings["backend"]
+    assert r.settings["malloc"] == malloc_mode()  # the footer printed "system" when it was not
 
 
 def test_cli_quick_writes_csv_json_png(tmp_path, capsys):
@@ -195,6 +197,7 @@ def test_cli_quick_writes_csv_json_png(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "G4 x1" in out and "relu=no shortcut=no" in out and "Spearman" in out
+    assert "malloc retain" in out  # the command's default, as measured
     rows = list(csv.DictReader((tmp_path / "guidelines.csv").open()))
     assert [r["label"] for r in rows][0] == "relu=yes shortcut=yes" and len(rows) == 4
     data = json.loads((tmp_path / "guidelines.json").read_text())

@@ -332,6 +332,7 @@ def run_guidelines(
         threads=s.threads,
         backend=s.backend,
         dtype=s.dtype,
+        malloc=s.malloc,
         rounds=effort[1],
         blocks=10,
     )

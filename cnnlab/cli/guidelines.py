@@ -75,7 +75,7 @@ def _print_guidelines(results: GuidelineResults, files: dict[str, Path]) -> None
         )
     out.print(
         f"device {s['device']}, batch {s['batch_size']}, threads {s['threads']}, "
-        f"backend {s['backend']}, {s['dtype']}, malloc {s.get('malloc', 'system')}; rel. = speed / first row (interleaved rounds, "
+        f"backend {s['backend']}, {s['dtype']}, malloc {s['malloc']}; rel. = speed / first row (interleaved rounds, "
         "95% interval); the paper: GTX 1080Ti (batches/s) and Snapdragon 810 (images/s)."
     )
     out.print("wrote " + ", ".join(str(p) for p in files.values()))
