@@ -178,28 +178,18 @@ class Runner:
         return self.faults / max(self.calls, 1)
 
     def warm_up(
-        self,
-        *,
-        tolerance: float = 0.05,
-        window: int = 5,
-        window_seconds: float = 0.5,
-        max_seconds: float = 20.0,
+        self, *, tolerance: float = 0.05, window: int = 5, max_seconds: float = 20.0
     ) -> int:
         """Run until the medians of two consecutive windows agree within ``tolerance``.
 
         oneDNN and cuDNN choose kernels during the first calls, so a fixed handful of warm-up
-        iterations is not enough; returns how many calls the warm-up took. A window is ``window``
-        calls, or fewer (at least 2) when that many would last longer than ``window_seconds``
-        judged by the first call: a model that takes 300 ms a call is steady or not after a
-        few calls as surely as a 3 ms one is after five.
+        iterations is not enough; returns how many calls the warm-up took.
         """
         start = time.perf_counter()
-        first = self.time()  # the slowest call: kernels are chosen here
-        size = max(2, min(window, math.ceil(window_seconds * 1e3 / max(first, 1e-6))))
-        previous, runs = None, 1
+        previous, runs = None, 0
         while True:
-            current = statistics.median(self.time() for _ in range(size))
-            runs += size
+            current = statistics.median(self.time() for _ in range(window))
+            runs += window
             steady = previous is not None and abs(current - previous) <= tolerance * previous
             if steady or time.perf_counter() - start > max_seconds:
                 return runs
