@@ -2,7 +2,7 @@
 
 import csv
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import pytest
 
@@ -103,3 +103,27 @@ def test_cli_bench_bad_input(capsys, args, message, tmp_path):
     code = main(["bench", "--out", str(tmp_path), *args])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_interrupted_bench_keeps_the_steps_it_finished(tmp_path, capsys, monkeypatch):
+    import cnnlab.analysis.bench as bench_module
+
+    finished = []
+    real_group = bench_module._bench_group
+
+    def group_then_interrupt(*args):
+        if finished:  # Ctrl-C during the second (level, batch size) step
+            raise KeyboardInterrupt
+        finished.append(real_group(*args))
+        return finished[-1]
+
+    monkeypatch.setattr(bench_module, "_bench_group", group_then_interrupt)
+    args = ["bench", *MODELS, "--batch-sizes", "1,2", "--rounds", "3", "--input-size", "32"]
+    code = main([*args, "--backend", "eager", "--threads", "1", "--out", str(tmp_path)])
+    assert code == 130 and "interrupted" in capsys.readouterr().err
+    with open(tmp_path / "bench.csv") as f:
+        records = list(csv.DictReader(f))
+    assert [(r["model"], r["batch_size"]) for r in records] == [(m, "1") for m in MODELS]
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert saved == json.loads(json.dumps([asdict(r) for r in finished[0]]))
+    assert not list(tmp_path.glob("*.tmp*"))

@@ -117,10 +117,13 @@ def run_bench(
     min_seconds: float = 1.0,
     side: int | None = None,
     progress: Callable[[int, str], None] | None = None,
+    on_step: Callable[[list[BenchRow]], None] | None = None,
 ) -> list[BenchRow]:
     """Measure every model of every level at every batch size, eager and deployed side by side.
 
-    ``progress(done, what)`` is called before each (level, batch size) step.
+    ``progress(done, what)`` is called before each (level, batch size) step, and
+    ``on_step(rows)`` after it with every row so far (the CLI saves them: an interrupted run
+    keeps what it measured).
 
     All models of a level share one interleaved comparison per batch size and input size, so
     their ratios are measured under the same machine conditions.
@@ -138,6 +141,8 @@ def run_bench(
         if progress:
             progress(done, f"{level} at batch {batch}")
         rows += _bench_group(level, entries, batch, device, threads, backend, rounds, min_seconds)
+        if on_step:
+            on_step(rows)
     return rows
 
 
@@ -197,8 +202,8 @@ def _bench_group(level, entries, batch, device, threads, backend, rounds, min_se
     return rows
 
 
-def write_bench(rows: list[BenchRow], out_dir: Path) -> dict[str, Path]:
-    """Write bench.csv, bench.json and bench.png (latency against MACs) into ``out_dir``."""
+def write_bench(rows: list[BenchRow], out_dir: Path, *, plot: bool = True) -> dict[str, Path]:
+    """Write bench.csv, bench.json and (``plot``) bench.png, latency against MACs, to out_dir."""
     out_dir = Path(out_dir)
     records = [asdict(r) for r in rows]
     paths = {
@@ -213,7 +218,8 @@ def write_bench(rows: list[BenchRow], out_dir: Path) -> dict[str, Path]:
     w.writerows(records)
     atomic_write(paths["csv"], table.getvalue())
     atomic_write(paths["json"], json.dumps(records, indent=2))
-    plot_bench(rows, paths["png"])
+    if plot:
+        plot_bench(rows, paths["png"])
     return paths
 
 

@@ -91,6 +91,7 @@ def bench(
             rounds=rounds,
             side=size[1] if size else None,
             progress=tick,
+            on_step=lambda done: write_bench(done, out, plot=False),  # kept if interrupted
         )
     paths = write_bench(rows, out)
     if as_json:

@@ -16,6 +16,8 @@ from cnnlab.cli.app import UsageError, app, parse_input_size
 
 __all__ = ["app", "main", "parse_input_size"]
 
+INTERRUPTED = 130  # the shell's status for a process stopped by SIGINT (128 + 2)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: bad input becomes one line on stderr and exit status 2, never a traceback."""
@@ -25,12 +27,16 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ValueError, TypeError) as e:
         print(f"cnnlab: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        result = INTERRUPTED
     except Exception as e:
         # typer's command-line errors (unknown option, missing argument) carry a message
         if hasattr(e, "format_message") and hasattr(e, "exit_code"):
             print(f"cnnlab: error: {e.format_message()} (see cnnlab --help)", file=sys.stderr)
             return 2
         raise
+    if result == INTERRUPTED:  # typer turns Ctrl-C inside a command into this exit status
+        print("cnnlab: interrupted; files already written are complete", file=sys.stderr)
     return result if isinstance(result, int) else 0
 
 
