@@ -167,9 +167,8 @@ def _fold_stage(units: list[ShuffleV2Unit], start: int, in_perm: torch.Tensor | 
     half = len(logical[1]) // 2
     for k in range(1, n):
         logical.append(_shuffle(logical[k][:half] + y_ids[k]))
-    consumed_at = {
-        c: n for c in logical[n]
-    }  # the unit that consumes each channel (n: the next stage)
+    # the unit that consumes each channel (n: the next stage)
+    consumed_at = {c: n for c in logical[n]}
     for k in range(1, n):
         consumed_at |= {c: k for c in logical[k][half:]}
 
