@@ -38,6 +38,27 @@ def test_pointwise_conv_memory_access_is_shufflenet_v2_eq1():
     assert out.memory_access > 2 * (h * w * out.macs) ** 0.5 + out.macs / (h * w)
 
 
+@pytest.mark.parametrize(
+    "k,stride,padding,groups,hw",
+    [(3, 2, None, 1, (15, 15)), (1, 1, 0, 4, (7, 9)), (5, 2, 1, 2, (9, 6)), (3, 1, 1, 8, (5, 5))],
+)
+def test_conv_fast_path_equals_the_general_one(k, stride, padding, groups, hw):
+    # square int arguments take a short path; the same conv spelt with pairs takes the long one
+    cx = Cx(8, *hw, 1, 2, 3, 4)
+    pad = padding if padding is not None else (k - 1) // 2
+    fast = conv2d_cx(cx, 16, k, stride=stride, padding=padding, groups=groups)
+    general = conv2d_cx(cx, 16, (k, k), stride=(stride, stride), padding=(pad, pad), groups=groups)
+    assert fast == general
+    y = torch.nn.Conv2d(8, 16, k, stride, pad, groups=groups)(torch.zeros(1, 8, *hw))
+    assert fast.shape == tuple(y.shape[1:])
+
+
+@pytest.mark.parametrize("groups", [0, 4, 5])
+def test_conv_refuses_groups_that_do_not_divide_the_channels(groups):
+    with pytest.raises(ValueError, match=f"must both be divisible by groups={groups}"):
+        conv2d_cx(Cx(6, 8, 8), 9, 1, groups=groups)
+
+
 def test_group_conv_memory_access_is_shufflenet_v2_eq2():
     h, w, c, g = 28, 28, 240, 3
     out = conv2d_cx(Cx(c, h, w), c, 1, groups=g)

@@ -4,8 +4,10 @@ import pytest
 import torch
 
 import cnnlab
+from cnnlab.analysis.trace import traced_counts
 from cnnlab.blocks.gunn import GunnLayer
 from cnnlab.models import model_config
+from cnnlab.ops.cost import Cx
 from tests.paper import matches_printed
 
 
@@ -131,3 +133,17 @@ def test_gunn15_stages_and_segments():
 def test_bad_config_raises(override, message):
     with pytest.raises(ValueError, match=message):
         model_config("gunn15_cifar", **override)
+
+
+@pytest.mark.parametrize("segments", [1, 2, 5])
+@pytest.mark.parametrize("shortcut", [True, False])
+def test_layer_analytic_equals_traced(segments, shortcut):
+    # the count repeats the cost of updates 2..K instead of walking each: it must still match
+    layer = GunnLayer(20, segments, shortcut)
+    analytic = GunnLayer.complexity(Cx(20, 6, 5), 20, segments, shortcut)
+    traced = traced_counts(layer, (20, 6, 5))
+    assert (analytic.params, analytic.macs) == (traced.params, traced.macs)
+    assert (analytic.activations, analytic.memory_access) == (
+        traced.activations,
+        traced.memory_access,
+    )

@@ -9,6 +9,7 @@ from torch import nn
 from cnnlab.analysis.trace import traced_counts
 from cnnlab.models.net import CostRow, Net, plan_cost
 from cnnlab.models.registry import get_entry, model_config
+from cnnlab.ops.cost import Cx
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,12 @@ def _check_input_size(input_size) -> tuple[int, int, int]:
 
 
 def _from_rows(rows: list[CostRow], input_size, method="analytic") -> Complexity:
+    total = Cx(0, 0, 0).merge([r.cx for r in rows], 0, 0, 0)
     return Complexity(
-        params=sum(r.cx.params for r in rows),
-        macs=sum(r.cx.macs for r in rows),
-        activations=sum(r.cx.activations for r in rows),
-        memory_access=sum(r.cx.memory_access for r in rows),
+        params=total.params,
+        macs=total.macs,
+        activations=total.activations,
+        memory_access=total.memory_access,
         input_size=input_size,
         method=method,
         rows=tuple(rows),

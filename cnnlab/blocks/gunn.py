@@ -75,9 +75,12 @@ class GunnLayer(nn.Module):
     def complexity(cx: Cx, c: int, segments: int, shortcut: bool = True) -> Cx:
         c_seg = segment_width(c, segments)
         seg = Cx(c_seg, cx.h, cx.w)
-        parts = []
-        for i in range(segments):
-            z = cx.branch() if i == 0 else concat_cx(cx.branch(), [seg] * segments)
-            u = GunnUpdate.complexity(z, c, c_seg, shortcut)
-            parts.append(elementwise_cx(u.add(c=c_seg), 2))  # x_i + update
+        # update 1 reads x; updates 2..K read the concatenated segments, all of one shape, so
+        # their cost is counted once and repeated
+        inputs = (cx.branch(), concat_cx(cx.branch(), [seg] * segments))
+        first, rest = (
+            elementwise_cx(GunnUpdate.complexity(z, c, c_seg, shortcut).add(c=c_seg), 2)
+            for z in inputs  # x_i + update
+        )
+        parts = [first] + [rest] * (segments - 1)
         return concat_cx(cx.merge(parts, c, cx.h, cx.w), [seg] * segments)

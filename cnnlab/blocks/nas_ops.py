@@ -28,7 +28,7 @@ def batch_norm(c: int) -> nn.BatchNorm2d:
 
 def same_pads(n: int, k: int, stride: int, dilation: int = 1) -> tuple[int, int]:
     """TF 'SAME' padding (before, after) of one axis of length ``n``."""
-    total = max((math.ceil(n / stride) - 1) * stride + (k - 1) * dilation + 1 - n, 0)
+    total = max((-(-n // stride) - 1) * stride + (k - 1) * dilation + 1 - n, 0)
     return total // 2, total - total // 2
 
 
@@ -39,7 +39,7 @@ def _hw(x: torch.Tensor) -> tuple[int, int]:
 
 
 def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+    return (v, v) if v.__class__ is int else (int(v[0]), int(v[1]))
 
 
 def _same_plan(h: int, w: int, k, stride, dilation: int) -> tuple[tuple[int, ...] | None, tuple]:
@@ -62,17 +62,11 @@ def conv_cx(cx: Cx, c_out: int, k, stride=1, padding=(0, 0), dilation=1, groups=
     (kh, kw), (sh, sw), (ph, pw) = _pair(k), _pair(stride), _pair(padding)
     h = conv_out(cx.h, kh, sh, ph, dilation)
     w = conv_out(cx.w, kw, sw, pw, dilation)
-    weights = c_out * (cx.c // groups) * kh * kw
+    c_in, h_in, w_in, p0, m0, a0, mem0 = cx
+    weights = c_out * (c_in // groups) * kh * kw
     out = c_out * h * w
-    return cx.add(
-        c=c_out,
-        h=h,
-        w=w,
-        params=weights,
-        macs=weights * h * w,
-        activations=out,
-        memory_access=cx.numel + out + weights,
-    )
+    mem = mem0 + c_in * h_in * w_in + out + weights
+    return Cx(c_out, h, w, p0 + weights, m0 + weights * h * w, a0 + out, mem)
 
 
 class SameConv2d(nn.Conv2d):

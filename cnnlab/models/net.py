@@ -9,7 +9,7 @@ building anything, so the two cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
@@ -71,8 +71,8 @@ class Layer:
 
     def key(self, shape: tuple[int, int, int]) -> tuple | None:
         """A hashable identity of this layer applied to ``shape``, or None if args are unhashable."""
+        key = (self.block, tuple(sorted(self.args.items())), shape)
         try:
-            key = (self.block, tuple(sorted(self.args.items())), shape)
             hash(key)
         except TypeError:
             return None
@@ -93,9 +93,9 @@ class Plan:
     num_features: int
 
 
-@dataclass(frozen=True)
-class CostRow:
-    """The analytic cost of one layer: its name, block type and output state."""
+class CostRow(NamedTuple):
+    """The analytic cost of one layer: its name, block type and output state (a named tuple: a
+    count makes one per layer, and a tuple is cheaper to build than a frozen dataclass)."""
 
     name: str
     kind: str
@@ -170,6 +170,7 @@ class LayerCostCache:
 
 
 LAYER_COSTS = LayerCostCache()
+_new_row = tuple.__new__  # a CostRow without NamedTuple's Python-level __new__
 
 
 def plan_cost(cfg: NetConfig, plan: Plan, input_size: tuple[int, int, int]) -> list[CostRow]:
@@ -183,14 +184,14 @@ def plan_cost(cfg: NetConfig, plan: Plan, input_size: tuple[int, int, int]) -> l
     cx = Cx(c, h, w)
     rows = []
     for layer in plan.layers:
-        key = layer.key(cx.shape)
+        key = layer.key(cx[:3])
         cached = LAYER_COSTS.get(key) if key is not None else None
         if cached is None:
             cached = layer.cost(cx.branch())
             if key is not None:
                 LAYER_COSTS.put(key, cached)
         cx = cached
-        rows.append(CostRow(layer.name, layer.block.__name__, cx))
+        rows.append(_new_row(CostRow, (layer.name, layer.block.__name__, cx)))
     head = ClassifierHead.complexity(cx.branch(), plan.num_features, cfg.num_classes)
     rows.append(CostRow("head", ClassifierHead.__name__, head))
     return rows

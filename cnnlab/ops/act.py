@@ -212,13 +212,15 @@ def activation_cost(name: str, numel: int, **options) -> tuple[int, int]:
     Each eager pass reads its inputs and writes n = ``numel``; swish_trainable also holds and
     reads its beta (1, or ``channels`` of them). Tested against the traced counter.
     """
-    params, per_element = _cost_factors(name, tuple(sorted(options.items())))
+    key = tuple(sorted(options.items())) if options else ()
+    params, per_element = cost_factors(name, key)
     return params, per_element * numel + params
 
 
 @functools.cache
-def _cost_factors(name: str, options: tuple) -> tuple[int, int]:
-    """(params, elements moved per input element); cached: this is on the analytic hot path."""
+def cost_factors(name: str, options: tuple = ()) -> tuple[int, int]:
+    """(params, elements moved per input element) of activation ``name`` with ``options`` given
+    as sorted (key, value) pairs; cached: this is on the analytic hot path."""
     spec = _spec(name, dict(options))
     per_element = sum(reads + 1 for reads in spec.passes(**dict(options)))
     params = (dict(options).get("channels") or 1) if spec.beta else 0

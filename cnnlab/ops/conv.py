@@ -57,9 +57,7 @@ class ConvNormAct(nn.Sequential):
     ) -> Cx:
         pad = (k - 1) // 2 if padding is None else padding
         cx = conv2d_cx(cx, c_out, k, stride=stride, padding=pad, groups=groups, bias=bias)
-        if norm:
-            cx = norm_cx(cx)
-        return act_cx(cx, act)
+        return act_cx(norm_cx(cx) if norm else cx, act)
 
 
 class SeparableConv(nn.Sequential):

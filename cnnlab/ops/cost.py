@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from cnnlab.ops.act import activation_cost
+from cnnlab.ops.act import cost_factors
 
 
 class Cx(NamedTuple):
@@ -46,7 +46,7 @@ class Cx(NamedTuple):
 
     def branch(self) -> Cx:
         """The same shape with zero cost: the start of a branch or of a layer's own count."""
-        return Cx(self.c, self.h, self.w)
+        return _new(Cx, (self[0], self[1], self[2], 0, 0, 0, 0))
 
     def add(self, *, c=None, h=None, w=None, params=0, macs=0, activations=0, memory_access=0):
         """A new state: shape fields replaced where given, costs added."""
@@ -70,12 +70,18 @@ class Cx(NamedTuple):
             params, macs, acts, mem = params + b[3], macs + b[4], acts + b[5], mem + b[6]
         return _new(Cx, (c, h, w, params, macs, acts, mem))
 
+    def moved(self, memory_access: int, params: int = 0) -> Cx:
+        """The same shape with ``memory_access`` (and ``params``) added: the hot path of BN,
+        activations and element-wise operators."""
+        c, h, w, p, m, a, mem = self
+        return _new(Cx, (c, h, w, p + params, m, a, mem + memory_access))
+
 
 _new = tuple.__new__  # builds a Cx from its 7 fields without NamedTuple's keyword handling
 
 
 def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+    return (v, v) if v.__class__ is int else (int(v[0]), int(v[1]))
 
 
 def conv_out(size: int, k: int, stride: int, padding: int, dilation: int = 1, ceil: bool = False):
@@ -113,34 +119,50 @@ def conv2d_cx(
     bias: bool = False,
 ) -> Cx:
     """Conv2d: weights c_out*(c_in/g)*kh*kw; MACs h_out*w_out*c_out*(c_in/g)*kh*kw."""
-    check_groups("conv", cx.c, c_out, groups)
-    (kh, kw), (sh, sw), (dh, dw) = _pair(k), _pair(stride), _pair(dilation)
-    ph, pw = _pair(padding) if padding is not None else (dh * (kh - 1) // 2, dw * (kw - 1) // 2)
-    h = conv_out(cx.h, kh, sh, ph, dh)
-    w = conv_out(cx.w, kw, sw, pw, dw)
-    weights = c_out * (cx.c // groups) * kh * kw
-    params = weights + (c_out if bias else 0)
+    c_in, h_in, w_in, p0, m0, a0, mem0 = cx  # this is the hot path of every analytic count
+    if groups != 1 and (groups < 1 or c_in % groups or c_out % groups):
+        check_groups("conv", c_in, c_out, groups)
+    if (
+        k.__class__ is int
+        and stride.__class__ is int
+        and dilation == 1
+        and (padding is None or padding.__class__ is int)
+    ):  # the common case: square kernel, one stride and one padding
+        kh = kw = k
+        pad = (k - 1) // 2 if padding is None else padding
+        h = conv_out(h_in, k, stride, pad)
+        w = h if w_in == h_in else conv_out(w_in, k, stride, pad)
+    else:
+        (kh, kw), (sh, sw), (dh, dw) = _pair(k), _pair(stride), _pair(dilation)
+        ph, pw = _pair(padding) if padding is not None else (dh * (kh - 1) // 2, dw * (kw - 1) // 2)
+        h = conv_out(h_in, kh, sh, ph, dh)
+        w = conv_out(w_in, kw, sw, pw, dw)
+    weights = c_out * (c_in // groups) * kh * kw
+    params = weights + c_out if bias else weights
     out = c_out * h * w
-    return Cx(  # positional: this is the hot path of every analytic count
-        c_out,
-        h,
-        w,
-        cx.params + params,
-        cx.macs + weights * h * w,
-        cx.activations + out,
-        cx.memory_access + cx.c * cx.h * cx.w + out + params,
+    return _new(
+        Cx,
+        (
+            c_out,
+            h,
+            w,
+            p0 + params,
+            m0 + weights * h * w,
+            a0 + out,
+            mem0 + c_in * h_in * w_in + out + params,
+        ),
     )
 
 
 def norm_cx(cx: Cx, *, folded: bool = True) -> Cx:
     """BatchNorm2d: 2c parameters; free when folded into the preceding conv, else read + write."""
-    mem = 0 if folded else 2 * cx.numel + 2 * cx.c
-    return cx.add(params=2 * cx.c, memory_access=mem)
+    c = cx[0]
+    return cx.moved(0 if folded else 2 * c * cx[1] * cx[2] + 2 * c, 2 * c)
 
 
 def elementwise_cx(cx: Cx, n_inputs: int = 1) -> Cx:
     """An element-wise operator (activation, add): reads its inputs, writes one output."""
-    return cx.add(memory_access=(n_inputs + 1) * cx.numel)
+    return cx.moved((n_inputs + 1) * cx[0] * cx[1] * cx[2])
 
 
 def act_cx(cx: Cx, act: str | None) -> Cx:
@@ -151,8 +173,8 @@ def act_cx(cx: Cx, act: str | None) -> Cx:
     """
     if act is None:
         return cx
-    params, mem = activation_cost(act, cx.numel)
-    return cx.add(params=params, memory_access=mem)
+    params, per_element = cost_factors(act)
+    return cx.moved(per_element * cx[0] * cx[1] * cx[2] + params, params)
 
 
 def pool_cx(cx: Cx, k: int, stride: int, padding: int = 0, *, ceil_mode: bool = False) -> Cx:
@@ -184,17 +206,19 @@ def linear_cx(cx: Cx, c_out: int, *, bias: bool = True) -> Cx:
 
 def concat_cx(cx: Cx, branches: list[Cx]) -> Cx:
     """Concatenate branch outputs along channels: reads every input, writes the output."""
-    c = sum(b.c for b in branches)
-    h, w = branches[0].h, branches[0].w
-    if any((b.h, b.w) != (h, w) for b in branches):
-        shapes = [b.shape for b in branches]
-        raise ValueError(f"concat: branch outputs differ in spatial size: {shapes}")
-    return cx.merge(branches, c, h, w).add(memory_access=2 * c * h * w)
+    h, w = branches[0][1], branches[0][2]
+    c, params, macs, acts, mem = 0, cx[3], cx[4], cx[5], cx[6]
+    for b in branches:
+        if b[1] != h or b[2] != w:
+            shapes = [b.shape for b in branches]
+            raise ValueError(f"concat: branch outputs differ in spatial size: {shapes}")
+        c, params, macs, acts, mem = c + b[0], params + b[3], macs + b[4], acts + b[5], mem + b[6]
+    return _new(Cx, (c, h, w, params, macs, acts, mem + 2 * c * h * w))
 
 
 def shuffle_cx(cx: Cx) -> Cx:
     """Channel shuffle (reshape, transpose, flatten): one copy of the feature map."""
-    return cx.add(memory_access=2 * cx.numel)
+    return cx.moved(2 * cx[0] * cx[1] * cx[2])
 
 
 def channel_scale_cx(cx: Cx) -> Cx:
