@@ -160,3 +160,21 @@ def test_library_refuses_an_input_the_model_cannot_take():
         cnnlab.measure_latency("inception_v3", input_size=(3, 32, 32))
     with pytest.raises(ValueError, match="this model cannot take a 3x32x32 input"):
         cnnlab.deploy(cnnlab.create_model("inception_v3"), input_size=(3, 32, 32), backend="eager")
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--tables", "G5"], "unknown guideline table 'G5'"),
+        (["--tables", ","], "tables must name at least one of G1, G2, G3, G4"),
+        (["--platform", "tpu"], "unknown platform 'tpu'"),
+    ],
+)
+def test_guidelines_refuses_bad_choices_before_making_the_out_folder(
+    capsys, monkeypatch, tmp_path, args, message
+):
+    monkeypatch.setattr("cnnlab.cli.guidelines.run_guidelines", _must_not_run)
+    out = tmp_path / "never"
+    code, _, err = run(capsys, "guidelines", "--quick", *args, "--out", str(out))
+    assert code == 2 and message in err
+    assert not out.exists()

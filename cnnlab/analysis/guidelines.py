@@ -279,6 +279,19 @@ def _correlate(table: str, scale: int, rows: list[GuidelineRow]) -> GuidelineCor
     )
 
 
+def check_guideline_args(
+    tables: Sequence[str], platform: str, device: str
+) -> tuple[list[str], str]:
+    """The tables and platform in canonical spelling; ValueError for an unknown one, an empty
+    table list or a device this machine lacks (callers check before writing anything)."""
+    platform = check_platform(platform)
+    check_device(device)
+    tables = [check_table(t) for t in tables]
+    if not tables:
+        raise ValueError(f"tables must name at least one of {', '.join(TABLES)}")
+    return tables, platform
+
+
 def run_guidelines(
     *,
     quick: bool = False,
@@ -298,12 +311,8 @@ def run_guidelines(
     "gpu". ``quick`` measures x1 only with fewer rounds; otherwise x1, x2 and x4. ``input_hw``
     (56 in the paper) and ``rounds`` exist for tests and quick experiments.
     """
-    platform = check_platform(platform)
-    check_device(device)
+    tables, platform = check_guideline_args(tables, platform, device)
     check_settings((1, input_hw, input_hw), batch_size, threads, "inference")
-    tables = [check_table(t) for t in tables]
-    if not tables:
-        raise ValueError(f"tables must name at least one of {', '.join(TABLES)}")
     scales, r, min_s, max_s = _QUICK if quick else _FULL
     effort = (scales, r if rounds is None else rounds, min_s, max_s)
     measure = dict(

@@ -10,7 +10,13 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from cnnlab.analysis.guidelines import TITLES, GuidelineResults, run_guidelines, write_guidelines
+from cnnlab.analysis.guidelines import (
+    TITLES,
+    GuidelineResults,
+    check_guideline_args,
+    run_guidelines,
+    write_guidelines,
+)
 from cnnlab.analysis.lint import GUIDELINES, LintReport, lint
 from cnnlab.cli.app import (
     AsJson,
@@ -102,6 +108,7 @@ def guidelines(
     """Re-measure ShuffleNet v2's guideline tables G1-G4 here, beside the paper's figures."""
     if batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
+    check_guideline_args(_tables(tables), platform, device)  # before the folder is made
     writable_folder(out)
     results = run_guidelines(
         quick=quick,
