@@ -27,7 +27,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
 from cnnlab.analysis.allocator import malloc_mode
@@ -151,6 +150,8 @@ def device_name(device: str | torch.device) -> str:
 
 def environment(device: str | torch.device = "cpu") -> dict[str, str]:
     """Device name and software versions a table is only valid for."""
+    import torchvision  # seconds of imports (it pulls in torch._dynamo): only when needed
+
     from cnnlab import __version__  # the package root imports analysis: import at call time
 
     return {

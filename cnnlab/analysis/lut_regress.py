@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import nnls
 
 from cnnlab.analysis.opsig import OpSig
 from cnnlab.ops.act import activation_cost
@@ -190,6 +189,8 @@ def _design(X: np.ndarray) -> np.ndarray:
 
 def fit_linear(X: np.ndarray, y: np.ndarray) -> dict:
     """a*MACs + b*mem + c, a, b, c >= 0, least squares on relative error (rows scaled by 1/y)."""
+    from scipy.optimize import nnls  # half a second of imports: only when a table is fitted
+
     A = _design(X) / y[:, None]
     scale = np.maximum(np.abs(A).max(axis=0), 1e-300)  # conditioning: columns to unit size
     coef, _ = nnls(A / scale, np.ones(len(y)))

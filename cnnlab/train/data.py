@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
-from torchvision.transforms import v2
 
 from cnnlab.train import datasets as ds
 from cnnlab.train.sampling import EpochSampler, SeededSamples
@@ -122,6 +121,8 @@ def _first_split(root: Path, names) -> ds.ImageListDataset:
 
 def build_transforms(kind: str, native_size: int, image_size: int | None, augment: bool):
     """(train, val) transforms: per-kind augmentation, then float in [0, 1] and mean/std."""
+    from torchvision.transforms import v2  # seconds of imports: only when a run needs it
+
     mean, std = DATA_STATS[kind]
     finish = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
     if kind == "folder":
