@@ -70,8 +70,11 @@ class Layer:
             raise ValueError(f"layer {self.name!r}: {e}") from None
 
     def key(self, shape: tuple[int, int, int]) -> tuple | None:
-        """A hashable identity of this layer applied to ``shape``, or None if args are unhashable."""
-        key = (self.block, tuple(sorted(self.args.items())), shape)
+        """A hashable identity of this layer applied to ``shape``, or None if args are unhashable.
+
+        Arguments in insertion order, unsorted: the same arguments listed in another order only
+        miss the cache, and plans list them the same way every time."""
+        key = (self.block, tuple(self.args.items()), shape)
         try:
             hash(key)
         except TypeError:
