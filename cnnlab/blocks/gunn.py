@@ -77,10 +77,12 @@ class GunnLayer(nn.Module):
         seg = Cx(c_seg, cx.h, cx.w)
         # update 1 reads x; updates 2..K read the concatenated segments, all of one shape, so
         # their cost is counted once and repeated
-        inputs = (cx.branch(), concat_cx(cx.branch(), [seg] * segments))
-        first, rest = (
-            elementwise_cx(GunnUpdate.complexity(z, c, c_seg, shortcut).add(c=c_seg), 2)
-            for z in inputs  # x_i + update
-        )
+        first = _updated_segment(cx.branch(), c, c_seg, shortcut)
+        rest = _updated_segment(concat_cx(cx.branch(), [seg] * segments), c, c_seg, shortcut)
         parts = [first] + [rest] * (segments - 1)
         return concat_cx(cx.merge(parts, c, cx.h, cx.w), [seg] * segments)
+
+
+def _updated_segment(z: Cx, c: int, c_seg: int, shortcut: bool) -> Cx:
+    """x_i + update(z): the cost of one segment's update unit and its sum."""
+    return elementwise_cx(GunnUpdate.complexity(z, c, c_seg, shortcut).add(c=c_seg), 2)
