@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode
 
 aten = torch.ops.aten
 
@@ -165,6 +164,8 @@ class TracedCounts:
 
 def traced_counts(model: nn.Module, input_size: tuple[int, int, int]) -> TracedCounts:
     """Run ``model`` in eval mode on one zero input and count what actually executed."""
+    from torch.utils.flop_counter import FlopCounterMode  # imports triton: only when tracing
+
     was_training = model.training
     model.eval()
     x = torch.zeros(1, *input_size)
