@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.ops.cost import Cx, act_cx, conv_out, norm_cx
+from cnnlab.ops.cost import Cx, act_cx, conv2d_cx, conv_out, norm_cx, pair
 
 BN_EPS = 1e-3  # TF-slim's batch_norm_epsilon for NASNet, PNASNet and AmoebaNet
 
@@ -38,17 +38,13 @@ def _hw(x: torch.Tensor) -> tuple[int, int]:
     return int(x.shape[-2]), int(x.shape[-1])
 
 
-def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
-    return (v, v) if v.__class__ is int else (int(v[0]), int(v[1]))
-
-
 def _same_plan(h: int, w: int, k, stride, dilation: int) -> tuple[tuple[int, ...] | None, tuple]:
     """(F.pad pads or None, the layer's own padding) for 'SAME' on an h x w input."""
     if k.__class__ is int and stride.__class__ is int:  # the common case: one pair for both
         ph = same_pads(h, k, stride, dilation)
         pw = ph if w == h else same_pads(w, k, stride, dilation)
     else:
-        (kh, kw), (sh, sw) = _pair(k), _pair(stride)
+        (kh, kw), (sh, sw) = pair(k), pair(stride)
         ph, pw = same_pads(h, kh, sh, dilation), same_pads(w, kw, sw, dilation)
     if ph[0] == ph[1] and pw[0] == pw[1]:
         return None, (ph[0], pw[0])
@@ -59,18 +55,6 @@ def pad_cx(cx: Cx, pads: tuple[int, ...]) -> Cx:
     """F.pad: reads the input, writes the padded copy."""
     h, w = cx.h + pads[2] + pads[3], cx.w + pads[0] + pads[1]
     return cx.add(h=h, w=w, memory_access=cx.numel + cx.c * h * w)
-
-
-def conv_cx(cx: Cx, c_out: int, k, stride=1, padding=(0, 0), dilation=1, groups=1) -> Cx:
-    """Conv2d without bias, rectangular kernel and stride allowed (conventions of conv2d_cx)."""
-    (kh, kw), (sh, sw), (ph, pw) = _pair(k), _pair(stride), _pair(padding)
-    h = conv_out(cx.h, kh, sh, ph, dilation)
-    w = conv_out(cx.w, kw, sw, pw, dilation)
-    c_in, h_in, w_in, p0, m0, a0, mem0 = cx
-    weights = c_out * (c_in // groups) * kh * kw
-    out = c_out * h * w
-    mem = mem0 + c_in * h_in * w_in + out + weights
-    return Cx(c_out, h, w, p0 + weights, m0 + weights * h * w, a0 + out, mem)
 
 
 class SameConv2d(nn.Conv2d):
@@ -91,7 +75,9 @@ class SameConv2d(nn.Conv2d):
         pads, padding = _same_plan(cx.h, cx.w, k, stride, dilation)
         if pads is not None:
             cx = pad_cx(cx, pads)
-        return conv_cx(cx, c_out, k, stride, padding, dilation, groups)
+        return conv2d_cx(
+            cx, c_out, k, stride=stride, padding=padding, dilation=dilation, groups=groups
+        )
 
 
 class SamePool(nn.Module):
@@ -163,12 +149,12 @@ class FactorizedReduction(nn.Module):
     def complexity(cx: Cx, c_in: int, c_out: int) -> Cx:
         half = _half(c_out)
         x = act_cx(cx, "relu")
-        a = conv_cx(x.branch(), half, 1, 2)
+        a = conv2d_cx(x.branch(), half, 1, stride=2, padding=0)
         shifted = Cx(x.c, x.h - 1, x.w - 1)
         pads = _shift_pads(x.h, x.w)
         if pads is not None:
             shifted = pad_cx(shifted, pads)
-        b = conv_cx(shifted, half, 1, 2)
+        b = conv2d_cx(shifted, half, 1, stride=2, padding=0)
         out = x.merge([a, b], 2 * half, a.h, a.w).add(memory_access=4 * half * a.h * a.w)
         return norm_cx(out, folded=False)  # BN after a concat: a pass of its own
 

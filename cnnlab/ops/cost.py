@@ -80,7 +80,8 @@ class Cx(NamedTuple):
 _new = tuple.__new__  # builds a Cx from its 7 fields without NamedTuple's keyword handling
 
 
-def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
+def pair(v: int | tuple[int, int]) -> tuple[int, int]:
+    """A kernel size, stride, padding or dilation as (height, width)."""
     return (v, v) if v.__class__ is int else (int(v[0]), int(v[1]))
 
 
@@ -133,8 +134,8 @@ def conv2d_cx(
         h = conv_out(h_in, k, stride, pad)
         w = h if w_in == h_in else conv_out(w_in, k, stride, pad)
     else:
-        (kh, kw), (sh, sw), (dh, dw) = _pair(k), _pair(stride), _pair(dilation)
-        ph, pw = _pair(padding) if padding is not None else (dh * (kh - 1) // 2, dw * (kw - 1) // 2)
+        (kh, kw), (sh, sw), (dh, dw) = pair(k), pair(stride), pair(dilation)
+        ph, pw = pair(padding) if padding is not None else (dh * (kh - 1) // 2, dw * (kw - 1) // 2)
         h = conv_out(h_in, kh, sh, ph, dh)
         w = conv_out(w_in, kw, sw, pw, dw)
     weights = c_out * (c_in // groups) * kh * kw
