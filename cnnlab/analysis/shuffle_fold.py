@@ -80,7 +80,9 @@ def _foldable(branch: nn.Module) -> bool:
 
 
 def _permuted(param: torch.Tensor | None, perm: torch.Tensor, dim: int = 0):
-    return None if param is None else nn.Parameter(param.detach().index_select(dim, perm))
+    if param is None:
+        return None
+    return nn.Parameter(param.detach().index_select(dim, perm.to(param.device)))
 
 
 def _carry(m: nn.Module, perm: torch.Tensor) -> None:
