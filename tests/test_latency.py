@@ -7,7 +7,7 @@ import torch
 from scipy.stats import binom
 from torch import nn
 
-from cnnlab.analysis.latency import compare_latency, measure_latency, median_ci
+from cnnlab.analysis.latency import Runner, compare_latency, measure_latency, median_ci
 
 QUICK = dict(input_size=(3, 16, 16), min_samples=5, min_seconds=0.0)
 
@@ -124,6 +124,26 @@ def test_compare_idles_before_each_sample():
     for start, stop in zip(gaps, [*gaps[1:], len(log)]):
         assert len({name for name, _ in log[start:stop]}) == 1
         assert stop - start >= 2  # the untimed wake-up call, then the timed ones
+
+
+class Sleeper(nn.Module):
+    """A steady model that takes ``seconds`` per call."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds = seconds
+
+    def forward(self, x):
+        time.sleep(self.seconds)
+        return x
+
+
+def test_warm_up_starts_no_window_that_would_end_past_its_cap():
+    runner = Runner(Sleeper(0.1), torch.zeros(1), "inference", torch.device("cpu"))
+    # one window of 5 calls takes >= 0.5 s; a second would end past 0.7 s, so none starts
+    assert runner.warm_up(max_seconds=0.7) == 5
+    # with room for it, the second window runs and the two agree: steady
+    assert runner.warm_up(max_seconds=5.0) == 10
 
 
 def test_compare_refuses_too_few_rounds():

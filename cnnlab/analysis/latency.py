@@ -183,7 +183,9 @@ class Runner:
         """Run until the medians of two consecutive windows agree within ``tolerance``.
 
         oneDNN and cuDNN choose kernels during the first calls, so a fixed handful of warm-up
-        iterations is not enough; returns how many calls the warm-up took.
+        iterations is not enough; returns how many calls the warm-up took. ``max_seconds``
+        bounds it: after the first window, no window starts that would end past it (at the
+        last window's median per call), so a slow model is not run a whole window over.
         """
         start = time.perf_counter()
         previous, runs = None, 0
@@ -191,7 +193,8 @@ class Runner:
             current = statistics.median(self.time() for _ in range(window))
             runs += window
             steady = previous is not None and abs(current - previous) <= tolerance * previous
-            if steady or time.perf_counter() - start > max_seconds:
+            next_end = time.perf_counter() - start + window * current / 1e3
+            if steady or next_end > max_seconds:
                 return runs
             previous = current
 
