@@ -208,13 +208,13 @@ def linear_cx(cx: Cx, c_out: int, *, bias: bool = True) -> Cx:
 def concat_cx(cx: Cx, branches: list[Cx]) -> Cx:
     """Concatenate branch outputs along channels: reads every input, writes the output."""
     h, w = branches[0][1], branches[0][2]
-    c, params, macs, acts, mem = 0, cx[3], cx[4], cx[5], cx[6]
+    c = 0
     for b in branches:
         if b[1] != h or b[2] != w:
             shapes = [b.shape for b in branches]
             raise ValueError(f"concat: branch outputs differ in spatial size: {shapes}")
-        c, params, macs, acts, mem = c + b[0], params + b[3], macs + b[4], acts + b[5], mem + b[6]
-    return _new(Cx, (c, h, w, params, macs, acts, mem + 2 * c * h * w))
+        c += b[0]
+    return cx.merge(branches, c, h, w).moved(2 * c * h * w)
 
 
 def shuffle_cx(cx: Cx) -> Cx:
