@@ -1,4 +1,5 @@
-"""Shared by the benchmark scripts: paired ratios from interleaved samples and JSON output."""
+"""Shared by the benchmark scripts: paired ratios from interleaved samples, a model's operators
+and JSON output."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import os
 import platform
 import statistics
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -13,6 +15,7 @@ import torch
 import cnnlab
 from cnnlab.analysis.allocator import malloc_mode, retain_freed_memory
 from cnnlab.analysis.latency import median_ci
+from cnnlab.analysis.opsig import OpSig, extract_ops
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -34,6 +37,12 @@ def paired_ratio(a, b) -> tuple[float, float, float]:
     ratios = [x / y for x, y in zip(a.latency.times_ms, b.latency.times_ms)]
     low, high = median_ci(ratios)
     return statistics.median(ratios), low, high
+
+
+def operator_counts(model: torch.nn.Module, size) -> tuple[Counter, dict[str, OpSig]]:
+    """How often each operator of ``model`` runs on one input of ``size``, and its signature."""
+    ops = extract_ops(model, size, 1)
+    return Counter(op.key for op in ops), {op.key: op for op in ops}
 
 
 def save(name: str, payload: dict) -> Path:

@@ -20,9 +20,8 @@ import time
 import torch
 
 import cnnlab
-from benchmarks._common import apply_malloc, malloc_option, save
+from benchmarks._common import apply_malloc, malloc_option, operator_counts, save
 from cnnlab.analysis.latency import Runner, _calls_per_sample, median_ci, timing_settings
-from cnnlab.analysis.opsig import extract_ops
 
 CPU = torch.device("cpu")
 
@@ -37,11 +36,7 @@ def additivity(name: str, threads: int, rounds: int) -> dict:
     """Per-round sum of the model's operators over the model, timed side by side."""
     model = cnnlab.create_model(name)
     size = cnnlab.models.get_entry(name).input_size
-    counts: dict[str, int] = {}
-    sigs = {}
-    for op in extract_ops(model, size, 1):
-        counts[op.key] = counts.get(op.key, 0) + 1
-        sigs[op.key] = op
+    counts, sigs = operator_counts(model, size)
     with timing_settings(threads):
         whole, whole_calls = _runner(model, (1, *size), 3.0)
         ops = {}

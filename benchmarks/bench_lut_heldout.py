@@ -23,20 +23,17 @@ from collections import Counter
 import torch
 
 import cnnlab
-from benchmarks._common import apply_malloc, malloc_option, save
+from benchmarks._common import apply_malloc, malloc_option, operator_counts, save
 from cnnlab.analysis.lut import LatencyTable, environment, measure_op
 from cnnlab.analysis.lut_regress import Synthetic, fit_regressors, predict_key, synthetic_ops
-from cnnlab.analysis.opsig import extract_ops
-from cnnlab.cli.lut import DEFAULT_MODELS, select_models
+from cnnlab.cli.lut import DEFAULT_MODELS, FULL, select_models
 
 HELD_OUT = "shufflenet_v2_x1_0,shufflenet_v2_x2_0,mobilenet_v1_x0_5,mobilenet_v1_x1_0,shufflenet_v1_g3_x1_0"
 
 
-def operator_counts(name: str) -> tuple[Counter, dict]:
-    """How often each operator of a registered model runs, and each one's signature."""
-    size = cnnlab.models.get_entry(name).input_size
-    ops = extract_ops(cnnlab.create_model(name), size, 1)
-    return Counter(op.key for op in ops), {op.key: op for op in ops}
+def registered_ops(name: str) -> tuple[Counter, dict]:
+    """operator_counts of a registered model at its own input size."""
+    return operator_counts(cnnlab.create_model(name), cnnlab.models.get_entry(name).input_size)
 
 
 def measure_all(sigs: dict, threads: int, seed: int) -> dict[str, float]:
@@ -46,7 +43,7 @@ def measure_all(sigs: dict, threads: int, seed: int) -> dict[str, float]:
     )
     keys = list(sigs)
     random.Random(seed).shuffle(keys)
-    sampling = {"min_samples": 10, "min_seconds": 0.1, "max_seconds": 5.0}
+    sampling = {**FULL, "max_seconds": 5.0}  # lut build's sampling and build_lut's cap
     return {k: measure_op(sigs[k], table, **sampling).median_ms for k in keys}
 
 
@@ -83,9 +80,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     table_sigs = {}
     for name in select_models(args.models):
-        table_sigs.update(operator_counts(name)[1])
+        table_sigs.update(registered_ops(name)[1])
     table_sigs.update(synthetic_ops(Synthetic(per_group=args.synthetic)))
-    held = {name: operator_counts(name) for name in select_models(args.held_out)}
+    held = {name: registered_ops(name) for name in select_models(args.held_out)}
     every = dict(table_sigs)
     for _, sigs in held.values():
         every.update(sigs)
