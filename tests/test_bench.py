@@ -8,6 +8,7 @@ import pytest
 
 import cnnlab
 from cnnlab.analysis.bench import SURVEY_LEVELS, bench_levels, run_bench, write_bench
+from cnnlab.analysis.deploy import deploy_batches
 from cnnlab.cli.main import main
 
 MODELS = ["shufflenet_v2_x0_5", "mobilenet_v2_x0_35"]
@@ -35,6 +36,20 @@ def test_run_bench_rows_and_counts():
         assert r.deploy_speedup == pytest.approx(r.latency_ms / r.deployed_ms)
         assert r.throughput == pytest.approx(r.batch_size * 1000 / r.latency_ms)
         assert r.deploy_backend == "eager" and r.threads == 1
+
+
+def test_run_bench_deploys_each_model_once_for_all_batch_sizes(monkeypatch):
+    from cnnlab.analysis import bench
+
+    calls = []
+
+    def counted(model, batch_sizes, **kw):
+        calls.append(tuple(batch_sizes))
+        return deploy_batches(model, batch_sizes, **kw)
+
+    monkeypatch.setattr(bench, "deploy_batches", counted)
+    rows = run_bench(MODELS, batch_sizes=(1, 2), backend="eager", **QUICK)
+    assert calls == [(1, 2), (1, 2)] and len(rows) == 4
 
 
 def test_write_bench_files(tmp_path):

@@ -10,7 +10,13 @@ import cnnlab
 from cnnlab.analysis import deploy as deploy_module
 from cnnlab.analysis import runtimes
 from cnnlab.analysis.cudagraphs import CudaGraphModule
-from cnnlab.analysis.deploy import default_backend, deploy, fold_batch_norms, fold_conv_bn
+from cnnlab.analysis.deploy import (
+    default_backend,
+    deploy,
+    deploy_batches,
+    fold_batch_norms,
+    fold_conv_bn,
+)
 from cnnlab.analysis.runtimes import OnnxRuntimeModule, OpenVinoModule
 from tests.bn import randomise_bn
 
@@ -143,6 +149,44 @@ def test_onnx_export_of_tf_same_padding_cells():
     x = torch.randn(1, 3, 65, 65)  # odd: the stride-2 cells pad asymmetrically
     with torch.no_grad():
         assert (OnnxRuntimeModule(model, x, 1)(x) - model(x)).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_deploy_batches_exports_once(monkeypatch, backend):
+    pytest.importorskip(backend)
+    exports = []
+
+    def counted(model, example):
+        exports.append(tuple(example.shape))
+        return runtimes.export_onnx(model, example)
+
+    monkeypatch.setattr(deploy_module, "export_onnx", counted)
+    model = randomise_bn(cnnlab.create_model("shufflenet_v1_g3_x0_5")).eval()  # has shuffles
+    out = deploy_batches(model, (1, 4), input_size=(3, 32, 32), backend=backend, threads=2)
+    assert exports == [(1, 3, 32, 32)]  # one export, at the first batch size
+    for batch, module in out.items():
+        x = torch.randn(batch, 3, 32, 32)
+        with torch.no_grad():
+            assert (module(x) - model(x)).abs().max().item() <= 1e-4
+        assert module.shape == (batch, 3, 32, 32)
+        assert module.deploy_report.backend == backend
+
+
+def test_deploy_batches_refuses_no_batch_sizes():
+    with pytest.raises(ValueError, match="needs at least one batch size"):
+        deploy_batches(nn.Conv2d(3, 4, 1), ())
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        deploy_batches(nn.Conv2d(3, 4, 1), (1, 0))
+
+
+@pytest.mark.parametrize("module", [OnnxRuntimeModule, OpenVinoModule])
+def test_runtime_runs_a_graph_exported_at_another_batch(module):
+    pytest.importorskip(module.__name__.removesuffix("Module").lower())
+    model = randomise_bn(cnnlab.create_model("shufflenet_v1_g3_x0_5")).eval()
+    graph = runtimes.export_onnx(model, torch.randn(1, 3, 32, 32))
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert (module(model, x, 2, graph=graph)(x) - model(x)).abs().max().item() <= 1e-4
 
 
 @pytest.mark.parametrize("batch,streams", [(4, 2), (3, 1), (1, 1)])

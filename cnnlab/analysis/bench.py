@@ -15,8 +15,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from torch import nn
+
 from cnnlab.analysis.complexity import check_input_size, complexity
-from cnnlab.analysis.deploy import default_backend, deploy
+from cnnlab.analysis.deploy import default_backend, deploy_batches
 from cnnlab.analysis.io import atomic_write, save_figure
 from cnnlab.analysis.latency import check_device, check_settings, compare_latency
 from cnnlab.models import create_model, get_entry
@@ -135,36 +137,53 @@ def run_bench(
     for entries in levels.values():  # an input a model cannot take fails before any timing
         for name, s in entries:
             check_input_size(name, _input_size(name, s))
-    steps = [(lv, e, b) for lv, e in levels.items() for b in batch_sizes]
     rows: list[BenchRow] = []
-    for done, (level, entries, batch) in enumerate(steps):
-        if progress:
-            progress(done, f"{level} at batch {batch}")
-        rows += _bench_group(level, entries, batch, device, threads, backend, rounds, min_seconds)
-        if on_step:
-            on_step(rows)
+    done = 0
+    for level, entries in levels.items():
+        deployed: dict[str, _Deployed] = {}
+        for batch in batch_sizes:
+            if progress:
+                progress(done, f"{level} at batch {batch}")
+            if not deployed:  # each model is deployed once, for every batch size (one export)
+                deployed = _deploy_level(entries, batch_sizes, device, threads, backend)
+            rows += _bench_group(level, deployed, batch, device, threads, rounds, min_seconds)
+            done += 1
+            if on_step:
+                on_step(rows)
     return rows
 
 
-def _bench_group(level, entries, batch, device, threads, backend, rounds, min_seconds):
+@dataclass(frozen=True)
+class _Deployed:
+    """One model of a level, its input size and its deployed module at each batch size."""
+
+    model: nn.Module
+    input_size: tuple[int, int, int]
+    modules: dict[int, nn.Module]
+
+
+def _deploy_level(entries, batch_sizes, device, threads, backend) -> dict[str, _Deployed]:
+    out = {}
+    for name, side in entries:
+        model, size = create_model(name), _input_size(name, side)
+        modules = deploy_batches(
+            model, batch_sizes, input_size=size, backend=backend, device=device, threads=threads
+        )
+        out[name] = _Deployed(model, size, modules)
+    return out
+
+
+def _bench_group(level, deployed, batch, device, threads, rounds, min_seconds):
     # contenders that share an input size are compared in one interleaved run
     by_size: dict[tuple, list[str]] = {}
-    for name, side in entries:
-        by_size.setdefault(_input_size(name, side), []).append(name)
+    for name, d in deployed.items():
+        by_size.setdefault(d.input_size, []).append(name)
     rows = []
     for size, names in by_size.items():
         contenders = {}
         for name in names:
-            model = create_model(name)
-            contenders[name] = model
-            contenders[name + "+deploy"] = deploy(
-                model,
-                input_size=size,
-                batch_size=batch,
-                backend=backend,
-                device=device,
-                threads=threads,
-            )
+            contenders[name] = deployed[name].model
+            contenders[name + "+deploy"] = deployed[name].modules[batch]
         res = {
             c.name: c
             for c in compare_latency(

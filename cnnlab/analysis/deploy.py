@@ -19,7 +19,8 @@ ran on.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -28,7 +29,7 @@ from torch import nn
 from cnnlab.analysis.complexity import check_input_size
 from cnnlab.analysis.cudagraphs import CudaGraphModule
 from cnnlab.analysis.latency import check_device, check_settings, compare_latency, num_threads
-from cnnlab.analysis.runtimes import AHEAD_OF_TIME, runtime_available
+from cnnlab.analysis.runtimes import AHEAD_OF_TIME, export_onnx, runtime_available
 from cnnlab.analysis.shuffle_fold import fold_shuffles
 
 GRAPHED = {"cudagraphs": "eager", "compile-cudagraphs": "compile"}  # backend -> what it records
@@ -133,16 +134,18 @@ def _build(
     folded: nn.Module,
     x: torch.Tensor,
     threads: int | None,
+    graph: Callable[[], bytes],
     failed: dict[str, str] | None = None,
 ) -> tuple[dict[str, nn.Module], bool]:
     """The modules of the ``wanted`` backends (and of what a CUDA graph records), and whether
-    the folded model runs channels_last. The layout is measured only where it is used. Given
-    ``failed`` ("auto"), a candidate that cannot be built here is left out and its error kept
-    there; otherwise the error propagates."""
+    the folded model runs channels_last. The layout is measured only where it is used; the
+    ahead-of-time runtimes load ``graph()``, the folded model's ONNX export. Given ``failed``
+    ("auto"), a candidate that cannot be built here is left out and its error kept there;
+    otherwise the error propagates."""
 
-    def attempt(name: str, make: Callable[..., nn.Module], *args) -> None:
+    def attempt(name: str, make: Callable[[], nn.Module]) -> None:
         try:
-            modules[name] = make(*args)
+            modules[name] = make()
         except Exception as e:
             if failed is None:
                 raise
@@ -154,13 +157,14 @@ def _build(
     if needed & {"eager", "compile"}:
         modules["eager"], cl = _eager_layout(folded, x, threads)
     if "compile" in needed:
-        attempt("compile", _compile, ChannelsLast(folded) if cl else folded, x, threads)
+        attempt("compile", lambda: _compile(ChannelsLast(folded) if cl else folded, x, threads))
     for name in wanted:
         if name in GRAPHED and GRAPHED[name] in modules:
-            attempt(name, CudaGraphModule, modules[GRAPHED[name]], x)
+            attempt(name, lambda n=name: CudaGraphModule(modules[GRAPHED[n]], x))
         elif name in AHEAD_OF_TIME:
             with num_threads(threads) as n:
-                attempt(name, AHEAD_OF_TIME[name], folded, x, n)
+                runtime = AHEAD_OF_TIME[name]
+                attempt(name, lambda r=runtime, n=n: r(folded, x, n, graph=graph()))
     return modules, cl
 
 
@@ -198,8 +202,68 @@ def deploy(
     and why, how many BNs were folded, and the median latency of each candidate measured.
     ``candidates`` limits what "auto" tries (``torch.compile`` takes tens of seconds per model).
     """
+    return deploy_batches(
+        model,
+        (batch_size,),
+        input_size=input_size,
+        backend=backend,
+        device=device,
+        threads=threads,
+        candidates=candidates,
+    )[batch_size]
+
+
+def deploy_batches(
+    model: nn.Module | str,
+    batch_sizes: Sequence[int],
+    *,
+    input_size: tuple[int, int, int] = (3, 224, 224),
+    backend: str = "auto",
+    device: str = "cpu",
+    threads: int | None = None,
+    candidates: tuple[str, ...] = CANDIDATES,
+) -> dict[int, nn.Module]:
+    """``deploy`` at each of ``batch_sizes``, keyed by batch size, each module chosen, checked
+    and reported as ``deploy`` does; the model is folded once and exported to ONNX once (the
+    export takes longer than building a runtime from it)."""
     from cnnlab.models import create_model
 
+    wanted, size, dev = _check_request(
+        model, batch_sizes, input_size, backend, device, threads, candidates
+    )
+    if isinstance(model, str):
+        model = create_model(model)
+    model = copy.deepcopy(model).to(dev).eval()
+    folded, n_folded, n_left = fold_batch_norms(model)
+    folded, n_shuffles = fold_shuffles(folded)
+    example = torch.randn(batch_sizes[0], *size, device=dev)
+    graph = functools.cache(lambda: export_onnx(folded, example))  # exported on first use
+    out = {}
+    for batch in batch_sizes:
+        x = torch.randn(batch, *size, device=dev)
+        failed: dict[str, str] = {}
+        modules, cl = _build(
+            wanted, folded, x, threads, graph, failed if backend == "auto" else None
+        )
+        if backend == "auto":
+            chosen, reason, medians = _fastest(wanted, modules, failed, x, threads)
+        else:
+            chosen, reason, medians = backend, "requested", {}
+        module = modules[chosen]
+        diff = _max_abs_diff(model, module, x)
+        if diff > TOLERANCE:
+            raise RuntimeError(
+                f"deploy backend {chosen!r} changed the outputs by {diff:.2e} > {TOLERANCE}"
+            )
+        module.deploy_report = DeployReport(
+            chosen, reason, n_folded, n_left, cl, diff, medians, shuffles_folded=n_shuffles
+        )
+        out[batch] = module
+    return out
+
+
+def _check_request(model, batch_sizes, input_size, backend, device, threads, candidates):
+    """The backends to build, the input size and the device of a deploy request, checked."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     unknown = set(candidates) - set(CANDIDATES)
@@ -207,46 +271,31 @@ def deploy(
         raise ValueError(
             f"candidates must include 'eager' and come from {CANDIDATES}, got {candidates}"
         )
-    size = check_settings(input_size, batch_size, threads, "inference")
+    if not batch_sizes:
+        raise ValueError("deploy_batches needs at least one batch size")
+    for batch in batch_sizes:
+        size = check_settings(input_size, batch, threads, "inference")
     dev = check_device(device)
     if dev.type != "cpu" and backend in AHEAD_OF_TIME:
         raise ValueError(f"backend {backend!r} runs on the CPU here; use device='cpu'")
     if dev.type != "cuda" and backend in GRAPHED:
         raise ValueError(f"backend {backend!r} records CUDA graphs; use device='cuda'")
     check_input_size(model, size)
-    if isinstance(model, str):
-        model = create_model(model)
-    model = copy.deepcopy(model).to(dev).eval()
-    x = torch.randn(batch_size, *size, device=dev)
-    folded, n_folded, n_left = fold_batch_norms(model)
-    folded, n_shuffles = fold_shuffles(folded)
     if backend == "auto":
-        wanted = [n for n in candidates if backend_available(n, dev)]
-    else:
-        wanted = [backend]
-    failed: dict[str, str] = {}
-    modules, cl = _build(wanted, folded, x, threads, failed if backend == "auto" else None)
-    medians: dict[str, float] = {}
-    if backend == "auto":
-        timed = {n: modules[n] for n in wanted if n in modules}
-        res = compare_latency(timed, threads=threads, **_shape(x), rounds=15, min_seconds=1.0)
-        medians = {c.name: c.latency.median_ms for c in res}
-        chosen = min(medians, key=medians.get)
-        others = ", ".join(f"{n} {ms:.2f} ms" for n, ms in medians.items())
-        reason = f"fastest measured at batch {batch_size}, input {size}: {others}"
-        if failed:
-            reason += "; left out, failed to build: " + "; ".join(
-                f"{n} ({why})" for n, why in failed.items()
-            )
-    else:
-        chosen, reason = backend, "requested"
-    out = modules[chosen]
-    diff = _max_abs_diff(model, out, x)
-    if diff > TOLERANCE:
-        raise RuntimeError(
-            f"deploy backend {chosen!r} changed the outputs by {diff:.2e} > {TOLERANCE}"
+        return [n for n in candidates if backend_available(n, dev)], size, dev
+    return [backend], size, dev
+
+
+def _fastest(wanted, modules, failed, x, threads) -> tuple[str, str, dict[str, float]]:
+    """The choice of "auto" among the candidates built: (backend, why, median ms of each)."""
+    timed = {n: modules[n] for n in wanted if n in modules}
+    res = compare_latency(timed, threads=threads, **_shape(x), rounds=15, min_seconds=1.0)
+    medians = {c.name: c.latency.median_ms for c in res}
+    chosen = min(medians, key=medians.get)
+    others = ", ".join(f"{n} {ms:.2f} ms" for n, ms in medians.items())
+    reason = f"fastest measured at batch {x.shape[0]}, input {tuple(x.shape[1:])}: {others}"
+    if failed:
+        reason += "; left out, failed to build: " + "; ".join(
+            f"{n} ({why})" for n, why in failed.items()
         )
-    out.deploy_report = DeployReport(
-        chosen, reason, n_folded, n_left, cl, diff, medians, shuffles_folded=n_shuffles
-    )
-    return out
+    return chosen, reason, medians

@@ -1,7 +1,8 @@
 """Ahead-of-time runtimes for ``deploy``: ONNX Runtime and OpenVINO, each called like a module.
 
-Both take the model through one ONNX export (``export_onnx``) and run it on the CPU with the
-thread count they are timed with. They are optional extras (``cnnlab[onnx]``,
+Both take the model through one ONNX export (``export_onnx``, batch size left open) and run it
+on the CPU with the thread count they are timed with, the batch size fixed when the runtime is
+built; one export can serve several batch sizes. They are optional extras (``cnnlab[onnx]``,
 ``cnnlab[openvino]``); ``runtime_available`` says whether one can run here.
 """
 
@@ -15,20 +16,34 @@ import numpy as np
 import torch
 from torch import nn
 
+BATCH = "batch"  # the name of the exported graph's open batch dimension
+
 
 def export_onnx(model: nn.Module, example: torch.Tensor) -> bytes:
-    """The model as an ONNX graph for inputs shaped like ``example`` (input "x", output "y")."""
+    """The model as an ONNX graph (input "x", output "y") for inputs shaped like ``example`` in
+    every dimension but the batch, which stays open (named ``BATCH``): the runtimes fix it when
+    they load the graph, so their kernels see static shapes, as with a fixed-batch export."""
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model, (example,), buf, input_names=["x"], output_names=["y"], dynamo=False
+            model,
+            (example,),
+            buf,
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {0: BATCH}, "y": {0: BATCH}},
+            dynamo=False,
         )
     return buf.getvalue()
 
 
 class _Exported(nn.Module):
-    """A runtime's module: fixed input shape, CPU numpy in and out."""
+    """A runtime's module: fixed input shape, CPU numpy in and out.
+
+    Built from ``model`` and an ``example`` input of the shape it will run, or from ``graph``, an
+    ``export_onnx`` of the same model (any batch size), to skip exporting it again.
+    """
 
     runtime = ""  # its name in messages
     backend = ""  # its deploy backend name
@@ -62,20 +77,22 @@ class OnnxRuntimeModule(_Exported):
 
     runtime, backend, package, extra = "ONNX Runtime", "onnxruntime", "onnxruntime", "onnx"
 
-    def __init__(self, model: nn.Module, example: torch.Tensor, threads: int) -> None:
+    def __init__(
+        self, model: nn.Module, example: torch.Tensor, threads: int, graph: bytes | None = None
+    ) -> None:
         super().__init__(example)
         ort = self._import()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.add_free_dimension_override_by_name(BATCH, self.shape[0])
         # ONNX Runtime's threads spin-wait after each run by default, stealing the cores from
         # whatever runs next (an interleaved contender, the rest of the program): no spinning
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(
-            export_onnx(model, example), opts, providers=["CPUExecutionProvider"]
-        )
+        graph = export_onnx(model, example) if graph is None else graph
+        self.session = ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         (y,) = self.session.run(["y"], {"x": self._array(x)})
@@ -93,7 +110,9 @@ class OpenVinoModule(_Exported):
 
     runtime, backend, package, extra = "OpenVINO", "openvino", "openvino", "openvino"
 
-    def __init__(self, model: nn.Module, example: torch.Tensor, threads: int) -> None:
+    def __init__(
+        self, model: nn.Module, example: torch.Tensor, threads: int, graph: bytes | None = None
+    ) -> None:
         super().__init__(example)
         ov = self._import()
         batch = example.shape[0]
@@ -104,8 +123,9 @@ class OpenVinoModule(_Exported):
         else:
             config |= {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.streams}
         core = ov.Core()
-        graph = core.read_model(export_onnx(model, example[: batch // self.streams]))
-        compiled = core.compile_model(graph, "CPU", config)
+        network = core.read_model(export_onnx(model, example) if graph is None else graph)
+        network.reshape([batch // self.streams, *self.shape[1:]])  # each stream's share
+        compiled = core.compile_model(network, "CPU", config)
         self.requests = [compiled.create_infer_request() for _ in range(self.streams)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
