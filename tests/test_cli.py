@@ -64,6 +64,14 @@ def test_info_table(capsys):
         (["info", "shufflenet_v2_x1_0", "--input-size", "1x224x224"], "in_chans=3"),
         (["models", "--bogus"], "No such option"),
         (["info"], "Missing argument"),
+        (["latency", "shufflenet_v2_x0_5", "--mode", "eval"], "--mode must be one of"),
+        (["latency", "shufflenet_v2_x0_5", "--dtype", "fp8"], "--dtype must be one of"),
+        (["latency", "shufflenet_v2_x0_5", "shufflenet_v2_x0_5"], "name each model once"),
+        (["latency", "shufflenet_v2_x0_5", "--threads", "0"], "threads must be >= 1, got 0"),
+        (["latency", "shufflenet_v2_x0_5", "--device", "cuda"], "CUDA is not available"),
+        (["deploy", "shufflenet_v2_x0_5", "--backend", "trt"], "--backend must be one of"),
+        (["deploy", "shufflenet_v2_x0_5", "--candidates", "openvino"], "must include eager"),
+        (["deploy", "shufflenet_v2_x0_5", "--batch-size", "0"], "batch_size must be >= 1"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(capsys, args, message):
@@ -142,6 +150,8 @@ def test_lut_build_out_must_be_a_writable_file(capsys, monkeypatch, tmp_path):
         ["roofline", "inception_v3", "--out", "{tmp}"],
         ["lut", "build", "--models", "inception_v3", "--out", "{tmp}/t.json"],
         ["lint", "inception_v3"],
+        ["latency", "inception_v3"],
+        ["deploy", "inception_v3"],
     ],
     ids=lambda a: " ".join(a[:2]),
 )
@@ -187,3 +197,39 @@ def test_the_command_line_does_not_import_torchvision_or_scipy_up_front():
     code = f"import sys, cnnlab.cli.main; print(sorted({heavy} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_latency_of_one_model_json(capsys):
+    code, out, _ = run(capsys, "latency", "shufflenet_v2_x0_5", "--input-size", "32",
+                       "--threads", "1", "--mode", "train", "--batch-size", "2", "--json")  # fmt: skip
+    assert code == 0
+    data = json.loads(out)
+    assert data["model"] == "shufflenet_v2_x0_5" and data["samples"] >= 30
+    assert data["settings"]["input_size"] == [3, 32, 32] and data["settings"]["mode"] == "train"
+    assert data["q1_ms"] <= data["median_ms"] <= data["q3_ms"]
+    assert data["throughput"] == pytest.approx(2 * 1000 / data["median_ms"])
+
+
+def test_latency_of_several_models_is_a_comparison(capsys):
+    models = ["shufflenet_v2_x0_5", "mobilenet_v2_x0_35"]
+    args = ["--input-size", "32", "--threads", "1", "--rounds", "3"]
+    code, out, _ = run(capsys, "latency", *models, *args, "--json")
+    assert code == 0
+    rows = json.loads(out)
+    assert [r["model"] for r in rows] == models
+    assert rows[0]["ratio"] == rows[0]["ratio_low"] == rows[0]["ratio_high"] == 1.0
+    assert rows[1]["ratio_low"] <= rows[1]["ratio"] <= rows[1]["ratio_high"]
+    code, out, _ = run(capsys, "latency", *models, *args)
+    assert code == 0 and "ratio to shufflenet_v2_x0_5" in out and "mobilenet_v2_x0_35" in out
+
+
+def test_deploy_reports_its_choice(capsys):
+    args = ["--input-size", "32", "--threads", "1", "--candidates", "eager"]
+    code, out, _ = run(capsys, "deploy", "shufflenet_v2_x0_5", *args, "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["backend"] == "eager" and set(report["candidates"]) == {"eager"}
+    assert report["shuffles_folded"] == 16 and report["bn_left"] == 0
+    assert report["max_abs_diff"] <= 1e-4
+    code, out, _ = run(capsys, "deploy", "shufflenet_v2_x0_5", *args)
+    assert code == 0 and "deployed with eager (fastest measured at batch 1" in out

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 
 import cnnlab.cli.guidelines  # noqa: F401  (registers guidelines and lint)
+import cnnlab.cli.latency  # noqa: F401  (registers latency and deploy)
 import cnnlab.cli.lut  # noqa: F401  (registers the lut sub-app)
 import cnnlab.cli.speed  # noqa: F401  (registers breakdown and roofline)
 import cnnlab.cli.train  # noqa: F401  (registers train and eval)
