@@ -67,6 +67,14 @@ Backend = Annotated[
 ]
 
 
+def settings_line(s) -> str:
+    """A measurement's settings (a LatencySettings) in one line, printed beside its figures."""
+    return (
+        f"{s.device}, {s.threads} thread(s), batch {s.batch_size}, backend {s.backend}, "
+        f"{s.dtype}, {s.mode}, malloc {s.malloc}"
+    )
+
+
 class UsageError(Exception):
     """Bad input from the command line: reported in one line, exit status 2."""
 

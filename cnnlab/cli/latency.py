@@ -23,6 +23,7 @@ from cnnlab.cli.app import (
     app,
     console,
     parse_input_size,
+    settings_line,
 )
 from cnnlab.models import get_entry
 
@@ -100,11 +101,7 @@ def latency_cmd(
 
 
 def _settings_line(lat: Latency) -> str:
-    s = lat.settings
-    return (
-        f"input {'x'.join(map(str, s.input_size))}, batch {s.batch_size}, {s.device}, "
-        f"{s.threads} thread(s), {s.dtype}, {s.mode}, backend {s.backend}, malloc {s.malloc}"
-    )
+    return f"input {'x'.join(map(str, lat.settings.input_size))}, {settings_line(lat.settings)}"
 
 
 def _print_latency(name: str, lat: Latency) -> None:

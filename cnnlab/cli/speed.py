@@ -24,6 +24,7 @@ from cnnlab.cli.app import (
     app,
     console,
     parse_input_size,
+    settings_line,
     writable_folder,
 )
 from cnnlab.models import get_entry
@@ -38,13 +39,6 @@ def _quiet_profiler() -> None:
     # Kineto prints start/stop lines (and a CUDA probe error on CPU-only machines) to stderr;
     # level 6 silences them. Read when the profiler first starts; a user's setting wins.
     os.environ.setdefault("KINETO_LOG_LEVEL", "6")
-
-
-def _settings_line(s) -> str:
-    return (
-        f"{s.device}, {s.threads} thread(s), batch {s.batch_size}, backend {s.backend}, "
-        f"{s.dtype}, {s.mode}, malloc {s.malloc}"
-    )
 
 
 @app.command("breakdown")
@@ -116,7 +110,7 @@ def _print_breakdown(results) -> None:
     for name, b in results:
         size = "x".join(map(str, b.settings.input_size))
         console().print(
-            f"{name}: {size}, {_settings_line(b.settings)}, mean of {b.iterations} profiled passes"
+            f"{name}: {size}, {settings_line(b.settings)}, mean of {b.iterations} profiled passes"
         )
     console().print(
         "Each top-level operator is charged its whole time (children skipped); framework "
@@ -205,7 +199,7 @@ def _print_roofline(r: rl.Roofline) -> None:
         f"{p.gbps:.1f} GB/s ({p.settings['copy_bytes'] / 2**20:.0f} MiB copy, read + write); "
         f"ridge at {rl.ridge_point(p.gflops, p.gbps):.1f} FLOP/byte"
     )
-    console().print(f"model: {_settings_line(s)}; sum of the layers timed alone: "
+    console().print(f"model: {settings_line(s)}; sum of the layers timed alone: "
                     f"{r.layers_ms:.3f} ms vs {r.total.ms:.3f} ms whole")  # fmt: skip
     console().print(
         "FLOPs = 2 x MACs; bytes = 4 x memory access elements (ShuffleNet v2 MAC, fp32); "
