@@ -65,7 +65,8 @@ def latency_cmd(
     ] = 30,
     as_json: AsJson = False,
 ) -> None:
-    """Median latency after warm-up (one model), or models timed side by side, round by round."""
+    """Median latency after warm-up (one model), or models timed side by side, round by round,
+    on one input: --input-size, else the first model's registered size."""
     size = _size(models, input_size)
     if mode not in MODES:
         raise UsageError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
