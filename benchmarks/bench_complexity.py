@@ -15,12 +15,18 @@ from cnnlab.models import get_entry
 from cnnlab.models.net import LAYER_COSTS
 
 
-def seconds(fn, repeat: int) -> float:
+def seconds(fn, repeat: int, sample_s: float = 0.002) -> float:
+    """Median seconds per call over ``repeat`` samples, each of enough back-to-back calls to
+    last ``sample_s`` (a count of 0.1 ms timed one call at a time is mostly the host's jitter)."""
+    t0 = time.perf_counter()
+    fn()
+    loops = max(1, round(sample_s / max(time.perf_counter() - t0, 1e-7)))
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
+        for _ in range(loops):
+            fn()
+        times.append((time.perf_counter() - t0) / loops)
     return statistics.median(times)
 
 
