@@ -147,6 +147,8 @@ def run_bench(
             if not deployed:  # each model is deployed once, for every batch size (one export)
                 deployed = _deploy_level(entries, batch_sizes, device, threads, backend)
             rows += _bench_group(level, deployed, batch, device, threads, rounds, min_seconds)
+            for d in deployed.values():
+                d.modules.pop(batch)  # measured: free its memory before the next batch size
             done += 1
             if on_step:
                 on_step(rows)
