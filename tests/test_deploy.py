@@ -172,9 +172,10 @@ def test_deploy_batches_exports_once(monkeypatch, backend):
         assert module.deploy_report.backend == backend
 
 
-def test_deploy_batches_refuses_no_batch_sizes():
-    with pytest.raises(ValueError, match="needs at least one batch size"):
-        deploy_batches(nn.Conv2d(3, 4, 1), ())
+def test_deploy_batches_refuses_no_or_repeated_batch_sizes():
+    for sizes in [(), (2, 2)]:
+        with pytest.raises(ValueError, match="needs one or more distinct batch sizes"):
+            deploy_batches(nn.Conv2d(3, 4, 1), sizes)
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         deploy_batches(nn.Conv2d(3, 4, 1), (1, 0))
 

@@ -132,6 +132,8 @@ def run_bench(
     """
     for b in batch_sizes:
         check_settings((3, 1, 1), b, threads, "inference")
+    if len(set(batch_sizes)) != len(batch_sizes):
+        raise ValueError(f"batch sizes must differ from one another, got {list(batch_sizes)}")
     backend = backend or default_backend(check_device(device))
     levels = bench_levels(models, side)
     for entries in levels.values():  # an input a model cannot take fails before any timing

@@ -271,8 +271,10 @@ def _check_request(model, batch_sizes, input_size, backend, device, threads, can
         raise ValueError(
             f"candidates must include 'eager' and come from {CANDIDATES}, got {candidates}"
         )
-    if not batch_sizes:
-        raise ValueError("deploy_batches needs at least one batch size")
+    if not batch_sizes or len(set(batch_sizes)) != len(batch_sizes):
+        raise ValueError(
+            f"deploy_batches needs one or more distinct batch sizes, got {list(batch_sizes)}"
+        )
     for batch in batch_sizes:
         size = check_settings(input_size, batch, threads, "inference")
     dev = check_device(device)
