@@ -268,6 +268,18 @@ def test_auto_on_a_gpu_measures_the_graphs():
     assert lat.median_ms > 0
 
 
+@cuda
+@pytest.mark.parametrize("backend", ["cudagraphs", "compile-cudagraphs"])
+def test_deploy_batches_records_a_graph_per_batch_size_on_a_gpu(backend):
+    model = randomise_bn(cnnlab.create_model("shufflenet_v2_x0_5")).cuda().eval()
+    out = deploy_batches(model, (1, 4), input_size=(3, 32, 32), backend=backend, device="cuda")
+    for batch, module in out.items():
+        x = torch.randn(batch, 3, 32, 32, device="cuda")
+        with torch.no_grad():
+            assert (module(x) - model(x)).abs().max().item() <= 1e-4
+        assert module.deploy_report.backend == backend
+
+
 def test_channels_last_wrapper_leaves_the_model_as_given():
     """bench_deploy wraps torchvision's model for its by-hand compile while timing the same
     model eagerly: converting it in place would change the eager baseline's layout."""
