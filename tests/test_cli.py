@@ -66,6 +66,7 @@ def test_info_table(capsys):
         (["info"], "Missing argument"),
         (["latency", "shufflenet_v2_x0_5", "--mode", "eval"], "--mode must be one of"),
         (["latency", "shufflenet_v2_x0_5", "--dtype", "fp8"], "--dtype must be one of"),
+        (["latency", "shufflenet_v2_x0_5", "--backend", "eager", "--mode", "train"], "drop --mode"),
         (["latency", "shufflenet_v2_x0_5", "shufflenet_v2_x0_5"], "name each model once"),
         (["latency", "shufflenet_v2_x0_5", "--threads", "0"], "threads must be >= 1, got 0"),
         (["latency", "shufflenet_v2_x0_5", "--device", "cuda"], "CUDA is not available"),

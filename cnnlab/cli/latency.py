@@ -70,6 +70,11 @@ def latency_cmd(
     size = _size(models, input_size)
     if mode not in MODES:
         raise UsageError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if backend is not None and (mode != "inference" or dtype != "float32" or channels_last):
+        raise UsageError(
+            "--backend deploys an fp32 inference module that chooses its own layout; drop "
+            "--mode train, --dtype and --channels-last, or drop --backend"
+        )
     common = dict(
         input_size=size,
         batch_size=batch_size,
