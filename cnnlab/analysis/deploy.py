@@ -13,7 +13,7 @@ graph and replayed, which removes the launch cost that dominates small CNNs ther
 measures the available candidates side by side for this device, batch size and input size and
 keeps the fastest. The ranking of two designs can change with the runtime (Ma et al. 2018
 measured an in-house library with tensor fusion), so every speed table states the backend it
-ran on.
+ran on. ``deploy_batches`` deploys for several batch sizes with one fold and one ONNX export.
 """
 
 from __future__ import annotations
