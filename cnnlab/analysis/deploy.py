@@ -236,11 +236,10 @@ def deploy_batches(
     model = copy.deepcopy(model).to(dev).eval()
     folded, n_folded, n_left = fold_batch_norms(model)
     folded, n_shuffles = fold_shuffles(folded)
-    example = torch.randn(batch_sizes[0], *size, device=dev)
-    graph = functools.cache(lambda: export_onnx(folded, example))  # exported on first use
+    inputs = [torch.randn(batch, *size, device=dev) for batch in batch_sizes]
+    graph = functools.cache(lambda: export_onnx(folded, inputs[0]))  # exported on first use
     out = {}
-    for batch in batch_sizes:
-        x = torch.randn(batch, *size, device=dev)
+    for x in inputs:
         failed: dict[str, str] = {}
         modules, cl = _build(
             wanted, folded, x, threads, graph, failed if backend == "auto" else None
@@ -258,7 +257,7 @@ def deploy_batches(
         module.deploy_report = DeployReport(
             chosen, reason, n_folded, n_left, cl, diff, medians, shuffles_folded=n_shuffles
         )
-        out[batch] = module
+        out[x.shape[0]] = module
     return out
 
 
