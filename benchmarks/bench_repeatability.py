@@ -21,15 +21,19 @@ def spread(values: list[float]) -> float:
     return (q3 - q1) / med
 
 
-def ratio_spread(models: dict, threads: int, repeats: int) -> dict:
+def ratio_spread(models: dict, threads: int, repeats: int, device: str = "cpu") -> dict:
     """The first model's time over the second's, from ``repeats`` side-by-side comparisons."""
-    ratios = [1 / cnnlab.compare_latency(models, threads=threads)[1].ratio for _ in range(repeats)]
+    ratios = [
+        1 / cnnlab.compare_latency(models, threads=threads, device=device)[1].ratio
+        for _ in range(repeats)
+    ]
     return {"pair": list(models), "ratios": ratios, "iqr_over_median": spread(ratios)}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (CUDA synchronised)")
     p.add_argument("--models", default="shufflenet_v2_x1_0,mobilenet_v2_x1_0")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument(
@@ -46,7 +50,7 @@ def main() -> None:
         model = cnnlab.create_model(name)
         medians = [
             cnnlab.measure_latency(
-                model, threads=args.threads, min_seconds=args.min_seconds
+                model, device=args.device, threads=args.threads, min_seconds=args.min_seconds
             ).median_ms
             for _ in range(args.repeats)
         ]
@@ -57,7 +61,8 @@ def main() -> None:
             f"({'met' if s <= 0.05 else 'MISSED'} <= 5%)"
         )
     names = args.models.split(",")[:2]
-    pair = ratio_spread({n: cnnlab.create_model(n) for n in names}, args.threads, args.repeats)
+    models = {n: cnnlab.create_model(n) for n in names}
+    pair = ratio_spread(models, args.threads, args.repeats, args.device)
     print(
         f"diagnostic, {names[0]} / {names[1]} side by side: ratios "
         f"{', '.join(f'{r:.3f}' for r in pair['ratios'])}; IQR/median {pair['iqr_over_median']:.1%}"
@@ -65,8 +70,9 @@ def main() -> None:
     print(
         "wrote",
         save(
-            "repeatability",
+            "repeatability" if args.device == "cpu" else f"repeatability_{args.device}",
             {
+                "device": args.device,
                 "threads": args.threads,
                 "min_seconds": args.min_seconds,
                 "rows": rows,
