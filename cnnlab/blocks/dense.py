@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from cnnlab.ops.cost import Cx, act_cx, concat_cx, conv2d_cx, norm_cx, pool_cx
+from cnnlab.ops.cost import Cx, act_cx, concat_cx, conv2d_cx, norm_act_cx, norm_cx, pool_cx
 
 
 def check_growth(growth: int, bn_size: int) -> None:
@@ -60,7 +60,7 @@ class DenseLayer(nn.Module):
         hidden = bn_size * growth
         y = act_cx(norm_cx(cx.branch(), folded=False), "relu")
         y = conv2d_cx(y, hidden, 1)
-        y = act_cx(norm_cx(y), "relu")  # this BN follows conv1: folded
+        y = norm_act_cx(y, True, "relu")  # this BN follows conv1: folded
         y = conv2d_cx(y, growth, 3, padding=1)
         return concat_cx(cx, [cx.branch(), y])
 

@@ -38,7 +38,15 @@ from torch import nn
 
 from cnnlab.ops.act import check_activation, get_activation
 from cnnlab.ops.conv import ConvNormAct
-from cnnlab.ops.cost import Cx, act_cx, check_groups, conv2d_cx, elementwise_cx, norm_cx
+from cnnlab.ops.cost import (
+    Cx,
+    act_cx,
+    check_groups,
+    conv2d_cx,
+    elementwise_cx,
+    norm_act_cx,
+    norm_cx,
+)
 from cnnlab.ops.shuffle import ChannelShuffle, channel_shuffle
 
 
@@ -161,7 +169,7 @@ class InterleavedStructuredSparseConv(nn.Module):
             if 1 < groups < c:
                 cx = ChannelShuffle.complexity(cx, groups)
             cx = conv2d_cx(cx, c, 1, groups=c // k)
-        return act_cx(norm_cx(cx), act)
+        return norm_act_cx(cx, True, act)
 
 
 def structured_sparse_receptive_field(c: int, ks: tuple[int, ...]) -> int:

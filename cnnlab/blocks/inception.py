@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cnnlab.ops.cost import Cx, act_cx, concat_cx, conv2d_cx, norm_cx, pool_cx
+from cnnlab.ops.cost import Cx, concat_cx, conv2d_cx, norm_act_cx, pool_cx
 
 Pair = int | tuple[int, int]
 
@@ -45,7 +45,7 @@ class BasicConv(nn.Sequential):
         cx: Cx, c_in: int, c_out: int, k: Pair, stride: int = 1, padding: Pair = 0
     ) -> Cx:
         cx = conv2d_cx(cx, c_out, k, stride=stride, padding=padding)
-        return act_cx(norm_cx(cx), "relu")
+        return norm_act_cx(cx, True, "relu")
 
 
 class TransformInput(nn.Module):

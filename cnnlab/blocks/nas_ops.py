@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.ops.cost import Cx, act_cx, conv2d_cx, conv_out, norm_cx, pair
+from cnnlab.ops.cost import Cx, act_cx, conv2d_cx, conv_out, norm_act_cx, norm_cx, pair
 
 BN_EPS = 1e-3  # TF-slim's batch_norm_epsilon for NASNet, PNASNet and AmoebaNet
 
@@ -289,7 +289,7 @@ class ConvPairOp(nn.Module):
         mid = c_out // 4
         cx = act_cx(cx, "relu")
         if mid >= 1:
-            cx = act_cx(norm_cx(SameConv2d.complexity(cx, c_in, mid, 1)), "relu")
+            cx = norm_act_cx(SameConv2d.complexity(cx, c_in, mid, 1), True, "relu")
         c, c_pair = cx.c, (mid if mid >= 1 else c_out)
         cx = norm_cx(SameConv2d.complexity(cx, c, c_pair, (1, k), (1, stride)))
         cx = act_cx(cx, "relu")

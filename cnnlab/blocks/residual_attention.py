@@ -21,7 +21,7 @@ from torch.nn import functional as F
 
 from cnnlab.blocks.resnet import Bottleneck
 from cnnlab.ops.conv import ConvNormAct
-from cnnlab.ops.cost import Cx, act_cx, conv2d_cx, elementwise_cx, norm_cx
+from cnnlab.ops.cost import Cx, act_cx, conv2d_cx, elementwise_cx, norm_act_cx, norm_cx
 from cnnlab.ops.residual_attention import ResidualAttentionModule
 
 BOTTLENECK = 4  # the unit's 1x1-3x3 width is c_out / 4 (He et al. 2016; prototxt num_output)
@@ -54,8 +54,8 @@ class PreActProjection(nn.Module):
     def complexity(cx: Cx, c_in: int, c_out: int, stride: int = 1) -> Cx:
         mid = _mid(c_in, c_out, stride)
         a = act_cx(norm_cx(cx, folded=False), "relu")  # reads an add or a pool: not foldable
-        y = act_cx(norm_cx(conv2d_cx(a.branch(), mid, 1)), "relu")
-        y = act_cx(norm_cx(conv2d_cx(y, mid, 3, stride=stride)), "relu")
+        y = norm_act_cx(conv2d_cx(a.branch(), mid, 1), True, "relu")
+        y = norm_act_cx(conv2d_cx(y, mid, 3, stride=stride), True, "relu")
         y = conv2d_cx(y, c_out, 1)
         shortcut = conv2d_cx(a.branch(), c_out, 1, stride=stride)
         return elementwise_cx(a.merge([y, shortcut], c_out, y.h, y.w), 2)

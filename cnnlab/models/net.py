@@ -69,18 +69,6 @@ class Layer:
         except ValueError as e:
             raise ValueError(f"layer {self.name!r}: {e}") from None
 
-    def key(self, shape: tuple[int, int, int]) -> tuple | None:
-        """A hashable identity of this layer applied to ``shape``, or None if args are unhashable.
-
-        Arguments in insertion order, unsorted: the same arguments listed in another order only
-        miss the cache, and plans list them the same way every time."""
-        key = (self.block, tuple(self.args.items()), shape)
-        try:
-            hash(key)
-        except TypeError:
-            return None
-        return key
-
     def cost(self, cx: Cx) -> Cx:
         try:
             return self.block.complexity(cx, **self.args)
@@ -187,8 +175,13 @@ def plan_cost(cfg: NetConfig, plan: Plan, input_size: tuple[int, int, int]) -> l
     cx = Cx(c, h, w)
     rows = []
     for layer in plan.layers:
-        key = layer.key(cx[:3])
-        cached = LAYER_COSTS.get(key) if key is not None else None
+        # the layer's identity on this input; arguments in insertion order, unsorted: the same
+        # arguments listed in another order only miss the cache (plans list them alike each time)
+        key = (layer.block, tuple(layer.args.items()), cx[:3])
+        try:
+            cached = LAYER_COSTS.get(key)
+        except TypeError:  # unhashable arguments: count without the cache
+            key = cached = None
         if cached is None:
             cached = layer.cost(cx.branch())
             if key is not None:

@@ -8,7 +8,7 @@ from typing import Literal
 from torch import nn
 
 from cnnlab.ops.act import check_activation, get_activation
-from cnnlab.ops.cost import Cx, act_cx, check_groups, conv2d_cx, norm_cx
+from cnnlab.ops.cost import Cx, check_groups, conv2d_cx, norm_act_cx
 
 SeparableMid = Literal["bn_relu", "bn", "relu", "none"]
 SEPARABLE_MIDS = ("bn_relu", "bn", "relu", "none")
@@ -57,7 +57,7 @@ class ConvNormAct(nn.Sequential):
     ) -> Cx:
         pad = (k - 1) // 2 if padding is None else padding
         cx = conv2d_cx(cx, c_out, k, stride=stride, padding=pad, groups=groups, bias=bias)
-        return act_cx(norm_cx(cx) if norm else cx, act)
+        return norm_act_cx(cx, norm, act)
 
 
 class SeparableConv(nn.Sequential):

@@ -178,6 +178,17 @@ def act_cx(cx: Cx, act: str | None) -> Cx:
     return cx.moved(per_element * cx[0] * cx[1] * cx[2] + params, params)
 
 
+def norm_act_cx(cx: Cx, norm: bool, act: str | None) -> Cx:
+    """A folded BatchNorm2d (when ``norm``) then an activation: ``act_cx(norm_cx(cx), act)`` in
+    one step, the tail of every conv-norm-act layer (the hot path of an analytic count)."""
+    if act is None:
+        return norm_cx(cx) if norm else cx
+    c, h, w, p, m, a, mem = cx
+    act_params, per_element = cost_factors(act)
+    params = act_params + 2 * c if norm else act_params
+    return _new(Cx, (c, h, w, p + params, m, a, mem + per_element * c * h * w + act_params))
+
+
 def pool_cx(cx: Cx, k: int, stride: int, padding: int = 0, *, ceil_mode: bool = False) -> Cx:
     """Max or average pooling: reads the input, writes the output, no parameters."""
     h = conv_out(cx.h, k, stride, padding, ceil=ceil_mode)

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cnnlab.ops.cost import Cx, act_cx, conv2d_cx, elementwise_cx, norm_cx, pool_cx
+from cnnlab.ops.cost import Cx, act_cx, conv2d_cx, elementwise_cx, norm_act_cx, norm_cx, pool_cx
 
 
 class PreActBottleneck(nn.Module):
@@ -51,8 +51,8 @@ class PreActBottleneck(nn.Module):
     def complexity(cx: Cx, c: int) -> Cx:
         mid = _bottleneck(c)
         y = act_cx(norm_cx(cx.branch(), folded=False), "relu")
-        y = act_cx(norm_cx(conv2d_cx(y, mid, 1)), "relu")
-        y = act_cx(norm_cx(conv2d_cx(y, mid, 3)), "relu")
+        y = norm_act_cx(conv2d_cx(y, mid, 1), True, "relu")
+        y = norm_act_cx(conv2d_cx(y, mid, 3), True, "relu")
         y = conv2d_cx(y, c, 1)
         return elementwise_cx(cx.merge([y], c, cx.h, cx.w), 2)
 
@@ -111,7 +111,7 @@ class ResidualAttentionModule(nn.Module):
     @staticmethod
     def mask_head_cx(cx: Cx, c: int) -> Cx:
         cx = act_cx(norm_cx(cx, folded=False), "relu")  # reads the upsampling: not foldable
-        cx = act_cx(norm_cx(conv2d_cx(cx, c, 1)), "relu")
+        cx = norm_act_cx(conv2d_cx(cx, c, 1), True, "relu")
         return act_cx(conv2d_cx(cx, c, 1), "sigmoid")
 
     def _units(self, c: int, n: int) -> nn.Sequential:
