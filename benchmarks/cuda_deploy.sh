@@ -4,7 +4,7 @@
 # eager and against torch.compile with CUDA graphs by hand).
 # From the repo root: OUT=folder bash benchmarks/cuda_deploy.sh; logs and results land in $OUT.
 # MODELS and BATCHES pick bench_deploy's configurations (default: all four); BENCH=0 skips
-# cnnlab bench. On an H100 the CUDA tests took about 45 s, cnnlab bench about 6.4 s per row
+# cnnlab bench, DEPLOY=0 bench_deploy. On an H100 the CUDA tests took about 45 s, cnnlab bench about 6.4 s per row
 # (46 rows: over 5 minutes) and bench_deploy about 2 minutes per model: with every default this
 # runs past one 10-minute device call, so split it (BENCH=0, then MODELS=...).
 set -u -o pipefail
@@ -22,8 +22,10 @@ if [ "${BENCH:-1}" != 0 ]; then
         | tee "$OUT/bench_cuda.log"
     echo "--- cnnlab bench in $((SECONDS - t)) s"; t=$SECONDS
 fi
-timeout "${DEPLOY_LIMIT:-400}" python3 -m benchmarks.bench_deploy --device cuda \
-    --rounds "${ROUNDS:-15}" --models "${MODELS:-shufflenet_v2_x1_0,mobilenet_v2_x1_0}" \
-    --batches "${BATCHES:-1,32}" 2>&1 | tee "$OUT/bench_deploy_cuda.log"
-echo "--- bench_deploy in $((SECONDS - t)) s"
-cp benchmarks/results/deploy_cuda.json "$OUT/" 2>/dev/null
+if [ "${DEPLOY:-1}" != 0 ]; then
+    timeout "${DEPLOY_LIMIT:-400}" python3 -m benchmarks.bench_deploy --device cuda \
+        --rounds "${ROUNDS:-15}" --models "${MODELS:-shufflenet_v2_x1_0,mobilenet_v2_x1_0}" \
+        --batches "${BATCHES:-1,32}" 2>&1 | tee "$OUT/bench_deploy_cuda.log"
+    echo "--- bench_deploy in $((SECONDS - t)) s"
+    cp benchmarks/results/deploy_cuda.json "$OUT/" 2>/dev/null
+fi
