@@ -7,6 +7,8 @@ import pytest
 
 from cnnlab.analysis.lut import FORMAT, load_lut, predict_latency, table_from_dict
 from cnnlab.analysis.lut_regress import (
+    FEATURES,
+    RANGE_FEATURES,
     Synthetic,
     features,
     fit_forest,
@@ -15,6 +17,7 @@ from cnnlab.analysis.lut_regress import (
     fit_power,
     fit_regressors,
     parse_key,
+    predict_group,
     predict_key,
     predict_model,
     synthetic_ops,
@@ -49,6 +52,7 @@ def test_keys_parse_back_to_their_features():
 def test_linear_law_is_reproduced_on_held_out_operators():
     regressors = fit_regressors({k: law(k) for k in TRAIN})
     assert {m["model"] for m in regressors.values()} == {"linear"}  # CV prefers the exact law
+    assert not any("range" in m for m in regressors.values())  # linear everywhere already
     for key in HELD_OUT:
         assert predict_key(regressors, key)[1] == pytest.approx(law(key), rel=1e-6, abs=0)
     conv = regressors["conv"]["coef"]
@@ -97,6 +101,27 @@ def test_power_law_is_reproduced():
     assert got == pytest.approx([power(k) for k in held], rel=1e-6)
 
 
+def test_beyond_its_samples_a_group_predicts_by_its_linear_law():
+    def power(key: str) -> float:
+        f = features(key)[1]
+        return 0.5 * (1 + f["macs"]) ** 0.75 * (1 + f["mem"]) ** 0.125
+
+    X, y = training("conv", power)
+    model = fit_group(X, y)
+    assert model["model"] == "power" and model["outside"] == fit_linear(X, y)
+    macs = FEATURES.index("macs")
+    assert model["range"]["high"][RANGE_FEATURES.index("macs")] == X[:, macs].max()
+    beyond = X[:3].copy()
+    beyond[:, macs] = 2 * X[:, macs].max()
+    rows = np.vstack([X[:3], beyond])
+    got = predict_group(model, rows)
+    assert list(got[:3]) == list(predict_model(model, X[:3]))  # inside: the power law
+    assert list(got[3:]) == list(predict_model(fit_linear(X, y), beyond))
+    assert not np.allclose(got[3:], predict_model(model, beyond), rtol=0.01)
+    older = {k: v for k, v in model.items() if k not in ("range", "outside")}
+    assert list(predict_group(older, rows)) == list(predict_model(model, rows))
+
+
 def test_stored_forest_equals_scikit_learns():
     from sklearn.ensemble import RandomForestRegressor
 
@@ -119,6 +144,13 @@ def test_old_format_and_malformed_regressors_are_refused(tmp_path):
     bad = {**lut.to_dict(), "regressors": {"conv": {"model": "pickle", "data": "gASV"}}}
     with pytest.raises(ValueError, match="regressor 'conv' is malformed"):
         table_from_dict(bad)
+    power = {"model": "power", "coef": [0.5, 0.1, 0.0]}
+    ranged = {**power, "range": {"low": [0] * 6, "high": [1] * 6}, "outside": {**power}}
+    for group in ({**ranged, "outside": {"model": "linear", "coef": [1, 2]}}, {**ranged}):
+        with pytest.raises(ValueError, match="regressor 'conv' is malformed"):
+            table_from_dict({**lut.to_dict(), "regressors": {"conv": group}})
+    ranged["outside"]["model"] = "linear"
+    assert table_from_dict({**lut.to_dict(), "regressors": {"conv": ranged}}).regressors
     assert FORMAT == 2
 
 

@@ -229,7 +229,10 @@ def _print_kinds(table: LatencyTable) -> None:
 
 
 def _print_regressors(table: LatencyTable) -> None:
-    t = Table(title="per-kind regressors (nn-Meter): model chosen by 5-fold CV relative error")
+    t = Table(
+        title="per-kind regressors (nn-Meter): model chosen by 5-fold CV relative error",
+        caption="beyond the range of its samples, a group predicts by its linear law",
+    )
     for col in ("group", "samples", "model", "CV error", "linear CV", "power CV", "forest CV"):
         t.add_column(col, justify="left" if col in ("group", "model") else "right", no_wrap=True)
     for group, m in table.regressors.items():
