@@ -11,8 +11,8 @@ the mean relative error (|predicted - measured| / measured) of the table's own e
 - ``linear``: latency = a * MACs + b * memory access + c with a, b, c >= 0, fitted by
   non-negative least squares on relative error (a roofline-like cost law: compute + traffic +
   launch overhead; ShuffleNet v2 §2 names exactly these as what decides speed);
-- ``power``: latency = e^c (1 + MACs)^a (1 + memory access)^b, least squares on log latency (it
-  extrapolates smoothly beyond the sampled shapes, where a forest is flat);
+- ``power``: latency = e^c (1 + MACs)^a (1 + memory access)^b, least squares on log latency
+  (smooth between the sampled shapes, where a forest is a staircase);
 - ``forest``: a random forest (scikit-learn, fixed random_state) on log latency.
 
 Cross-validation asks how well a model interpolates among the table's shapes, but a held-out
