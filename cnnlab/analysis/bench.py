@@ -251,6 +251,38 @@ def _family(name: str) -> str:
     return get_entry(name).family.name
 
 
+def _annotate_apart(ax, points: list[tuple[float, float, str]], fontsize: float = 6) -> None:
+    """Label each (x, y) point; top to bottom, a label that would overlap one already placed is
+    moved down a line at a time, with a leader line (models of one MAC level often run at nearly
+    the same speed)."""
+    ax.autoscale_view()
+    to_points = 72 / ax.figure.dpi
+    line = fontsize * 1.2
+    placed: list[tuple[float, float, float]] = []  # (left, baseline, width) in points
+    for x, y, text in sorted(points, key=lambda p: -p[1]):
+        px, py = ax.transData.transform((x, y)) * to_points
+        box = (px, py, 0.6 * fontsize * len(text))
+        dy = 0.0
+        while dy > -8 * line and any(_overlap(box, dy, b, line) for b in placed):
+            dy -= line
+        placed.append((px, py + dy, box[2]))
+        leader = {"arrowstyle": "-", "lw": 0.4, "color": "0.6"} if dy else None
+        ax.annotate(
+            text,
+            (x, y),
+            xytext=(3, dy),
+            textcoords="offset points",
+            fontsize=fontsize,
+            arrowprops=leader,
+        )
+
+
+def _overlap(box, dy: float, other, line: float) -> bool:
+    """Whether a label at ``box`` moved down by ``dy`` points would cover ``other``."""
+    (x, y, w), (ox, oy, ow) = box, other
+    return x < ox + ow and ox < x + w and abs(y + dy - oy) < line
+
+
 def plot_bench(rows: list[BenchRow], path: Path) -> None:
     """Latency against MACs, one panel per batch size: equal MACs, unequal speed."""
     import matplotlib
@@ -264,17 +296,15 @@ def plot_bench(rows: list[BenchRow], path: Path) -> None:
     palette = plt.cm.tab20.colors[::2] + plt.cm.tab20.colors[1::2]  # 10 hues, then their tints
     colors = {f: palette[i % len(palette)] for i, f in enumerate(families)}
     for ax, batch in zip(axes[0], batches):
+        labels = []
         for r in (r for r in rows if r.batch_size == batch):
             family = _family(r.model)
             ax.scatter(r.macs / 1e6, r.latency_ms, color=colors[family], label=family)
             ax.scatter(r.macs / 1e6, r.deployed_ms, color=colors[family], marker="x")
-            ax.annotate(
-                r.model.replace("shufflenet", "sn").replace("mobilenet", "mn"),
-                (r.macs / 1e6, r.latency_ms),
-                fontsize=6,
-            )
-        handles, labels = ax.get_legend_handles_labels()
-        unique = dict(zip(labels, handles))
+            name = r.model.replace("shufflenet", "sn").replace("mobilenet", "mn")
+            labels.append((r.macs / 1e6, r.latency_ms, name))
+        handles, names = ax.get_legend_handles_labels()
+        unique = dict(zip(names, handles))
         ax.legend(unique.values(), unique.keys(), fontsize=7)
         threads = rows[0].threads
         ax.set_title(f"batch {batch}, {threads} threads (o eager, x {rows[0].deploy_backend})")
@@ -282,6 +312,7 @@ def plot_bench(rows: list[BenchRow], path: Path) -> None:
         ax.set_ylabel("latency (ms, median, log scale)")
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
+        _annotate_apart(ax, labels)
     fig.tight_layout()
     save_figure(fig, path, bbox_inches=None)
     plt.close(fig)
