@@ -143,3 +143,21 @@ def test_interrupted_bench_keeps_the_steps_it_finished(tmp_path, capsys, monkeyp
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved == json.loads(json.dumps([asdict(r) for r in finished[0]]))
     assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_labels_of_points_in_one_place_are_moved_apart():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cnnlab.analysis.bench import _annotate_apart
+
+    fig, ax = plt.subplots()
+    ax.scatter([1, 1, 1, 5], [10, 10, 10.01, 1])
+    _annotate_apart(ax, [(1, 10, "a"), (1, 10, "b"), (1, 10.01, "c"), (5, 1, "far")], fontsize=6)
+    offsets = {t.get_text(): t.xyann for t in ax.texts}
+    plt.close(fig)
+    assert offsets["c"] == (3, 0.0) and offsets["far"] == (3, 0.0)  # the top one, and a loner
+    got = sorted(offsets[k][1] for k in "ab")
+    assert got == pytest.approx([-2 * 7.2, -7.2])  # one line (1.2 x 6 pt) each
