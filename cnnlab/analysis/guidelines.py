@@ -22,7 +22,7 @@ from pathlib import Path
 
 from torch import nn
 
-from cnnlab.analysis.io import atomic_write
+from cnnlab.analysis.io import atomic_write, save_figure
 from cnnlab.analysis.latency import check_device, check_settings, compare_latency
 from cnnlab.blocks.guideline_nets import (
     INPUT_HW,
@@ -420,12 +420,12 @@ def write_guidelines(results: GuidelineResults, out_dir: str | os.PathLike) -> d
     """Write guidelines.csv, guidelines.json and guidelines.png to ``out_dir`` (atomically)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    png = io.BytesIO()
-    plot_guidelines(results).savefig(png, format="png", dpi=110)
     return {
         "csv": atomic_write(out / "guidelines.csv", results_csv(results).encode()),
         "json": atomic_write(
             out / "guidelines.json", json.dumps(results.as_dict(), indent=2).encode()
         ),
-        "png": atomic_write(out / "guidelines.png", png.getvalue()),
+        "png": save_figure(
+            plot_guidelines(results), out / "guidelines.png", dpi=110, bbox_inches=None
+        ),
     }
