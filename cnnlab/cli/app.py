@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from cnnlab.analysis.allocator import retain_freed_memory
+from cnnlab.models import get_entry
 
 app = typer.Typer(
     add_completion=False,
@@ -95,6 +96,11 @@ def parse_input_size(text: str | None) -> tuple[int, int, int] | None:
             f"--input-size must be CxHxW like 3x224x224 or one side like 224, got {text!r}"
         )
     return (values[0], values[1], values[2])
+
+
+def model_input_size(model: str, text: str | None) -> tuple[int, int, int]:
+    """--input-size when given, else ``model``'s registered input size."""
+    return parse_input_size(text) or get_entry(model).input_size
 
 
 def _unwritable(folder: Path) -> str | None:

@@ -22,7 +22,7 @@ from cnnlab.cli.app import (
     UsageError,
     app,
     console,
-    parse_input_size,
+    model_input_size,
     settings_line,
 )
 from cnnlab.models import get_entry
@@ -40,7 +40,7 @@ def _size(models: list[str], input_size: str | None) -> tuple[int, int, int]:
     """--input-size, else the first model's registered size (every contender gets one input)."""
     for name in models:
         get_entry(name)  # an unknown name fails before anything is built
-    return parse_input_size(input_size) or get_entry(models[0]).input_size
+    return model_input_size(models[0], input_size)
 
 
 @app.command("latency")
@@ -176,7 +176,7 @@ def deploy_cmd(
     as_json: AsJson = False,
 ) -> None:
     """Fold BN (and ShuffleNet v2's shuffles), pick the fastest runtime measured here, and say why."""
-    size = parse_input_size(input_size) or get_entry(model).input_size
+    size = model_input_size(model, input_size)
     if backend not in BACKENDS:
         raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     out = deploy(

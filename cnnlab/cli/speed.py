@@ -23,6 +23,7 @@ from cnnlab.cli.app import (
     UsageError,
     app,
     console,
+    model_input_size,
     parse_input_size,
     settings_line,
     writable_folder,
@@ -139,7 +140,7 @@ def roofline_cmd(
     as_json: AsJson = False,
 ) -> None:
     """Each layer of a model on this machine's measured roofline: table, PNG and JSON."""
-    size = parse_input_size(input_size) or get_entry(model).input_size
+    size = model_input_size(model, input_size)
     if peak_matmul < 1 or peak_copy_mb <= 0:
         raise UsageError(
             f"--peak-matmul and --peak-copy-mb must be positive, got {peak_matmul} and "

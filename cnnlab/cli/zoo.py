@@ -11,7 +11,15 @@ from rich.table import Table
 import cnnlab
 from cnnlab.analysis.complexity import Complexity
 from cnnlab.analysis.report import models_markdown
-from cnnlab.cli.app import AsJson, InputSize, UsageError, app, console, parse_input_size
+from cnnlab.cli.app import (
+    AsJson,
+    InputSize,
+    UsageError,
+    app,
+    console,
+    model_input_size,
+    parse_input_size,
+)
 from cnnlab.models import get_entry
 
 
@@ -79,7 +87,7 @@ def info(
     as_json: AsJson = False,
 ) -> None:
     """Per-layer table of a model: output shape, params, MACs, memory access, and totals."""
-    size = parse_input_size(input_size) or get_entry(model).input_size
+    size = model_input_size(model, input_size)
     c = cnnlab.complexity(model, size)
     layers = [
         {
