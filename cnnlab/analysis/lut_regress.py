@@ -45,6 +45,7 @@ from cnnlab.ops.cost import Cx, conv2d_cx, conv_out
 
 FEATURES = ("c_in", "h", "w", "c_out", "k", "s", "g", "macs", "mem", "op")
 RANGE_FEATURES = ("c_in", "h", "w", "c_out", "macs", "mem")  # beyond them: the linear law
+_RANGE_COLUMNS = [FEATURES.index(name) for name in RANGE_FEATURES]
 MIN_FOREST_SAMPLES = 12  # fewer samples: the 3-parameter linear law only
 CV_FOLDS = 5
 FOREST = {"n_estimators": 24, "min_samples_leaf": 2, "random_state": 0}
@@ -288,14 +289,10 @@ def fit_group(X: np.ndarray, y: np.ndarray) -> dict:
     best = min(cv, key=cv.get)
     model = {**FITS[best](X, y), "samples": len(y), "cv_error": cv[best], "cv": cv}
     if best != "linear":
-        cols = X[:, _range_columns()]
+        cols = X[:, _RANGE_COLUMNS]
         model["range"] = {"low": cols.min(axis=0).tolist(), "high": cols.max(axis=0).tolist()}
         model["outside"] = fit_linear(X, y)
     return model
-
-
-def _range_columns() -> list[int]:
-    return [FEATURES.index(name) for name in RANGE_FEATURES]
 
 
 def predict_group(model: dict, X: np.ndarray) -> np.ndarray:
@@ -304,7 +301,7 @@ def predict_group(model: dict, X: np.ndarray) -> np.ndarray:
     X = np.asarray(X, dtype=np.float64)
     ms = predict_model(model, X)
     if "range" in model:
-        cols = X[:, _range_columns()]
+        cols = X[:, _RANGE_COLUMNS]
         low, high = np.asarray(model["range"]["low"]), np.asarray(model["range"]["high"])
         outside = ((cols < low) | (cols > high)).any(axis=1)
         if outside.any():
