@@ -3,7 +3,8 @@
 # cuda` (CUDA graphs as the deployed column), then bench_deploy (deploy(auto) against torchvision
 # eager and against torch.compile with CUDA graphs by hand).
 # From the repo root: OUT=folder bash benchmarks/cuda_deploy.sh; logs and results land in $OUT.
-# MODELS and BATCHES pick bench_deploy's configurations (default: all four); BENCH=0 skips
+# MODELS and BATCHES pick bench_deploy's configurations (default: all four); BENCH_MODELS
+# (space-separated) picks cnnlab bench's models (default: the survey's); BENCH=0 skips
 # cnnlab bench, DEPLOY=0 bench_deploy. On an H100 the CUDA tests took about 45 s, cnnlab bench about 6.4 s per row
 # (46 rows: over 5 minutes) and bench_deploy about 2 minutes per model: with every default this
 # runs past one 10-minute device call, so split it (BENCH=0, then MODELS=...).
@@ -18,7 +19,7 @@ timeout "${TEST_LIMIT:-150}" python3 -m pytest -q -p no:cacheprovider tests/test
     -k "gpu or cuda_graph" 2>&1 | tee "$OUT/pytest_cuda.log"
 echo "--- pytest in $((SECONDS - t)) s"; t=$SECONDS
 if [ "${BENCH:-1}" != 0 ]; then
-    timeout "${BENCH_LIMIT:-420}" python3 -m cnnlab bench --device cuda --out "$OUT/bench" 2>&1 \
+    timeout "${BENCH_LIMIT:-420}" python3 -m cnnlab bench ${BENCH_MODELS:-} --device cuda --out "$OUT/bench" 2>&1 \
         | tee "$OUT/bench_cuda.log"
     echo "--- cnnlab bench in $((SECONDS - t)) s"; t=$SECONDS
 fi
