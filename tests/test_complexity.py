@@ -53,6 +53,14 @@ def test_conv_fast_path_equals_the_general_one(k, stride, padding, groups, hw):
     assert fast.shape == tuple(y.shape[1:])
 
 
+@pytest.mark.parametrize("hw,size", [((2, 9), 2), ((9, 2), 2), ((1, 1), 1)])
+def test_conv_too_small_input_names_the_failing_side(hw, size):
+    # both the short path (int arguments) and the long one (pairs) refuse it, with one message
+    for k, pad in ((3, 0), ((3, 3), (0, 0))):
+        with pytest.raises(ValueError, match=f"input of size {size} is too small for a window"):
+            conv2d_cx(Cx(4, *hw), 4, k, padding=pad)
+
+
 @pytest.mark.parametrize("groups", [0, 4, 5])
 def test_conv_refuses_groups_that_do_not_divide_the_channels(groups):
     with pytest.raises(ValueError, match=f"must both be divisible by groups={groups}"):

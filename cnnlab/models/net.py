@@ -147,9 +147,8 @@ class LayerCostCache:
     def __init__(self, maxsize: int = 65536) -> None:
         self.maxsize = maxsize
         self._data: dict[tuple, Cx] = {}
-
-    def get(self, key: tuple) -> Cx | None:
-        return self._data.get(key)
+        # key -> Cx or None: the dict's own lookup, one C call on the hot path of every count
+        self.get = self._data.get
 
     def put(self, key: tuple, value: Cx) -> None:
         if len(self._data) >= self.maxsize:
@@ -174,12 +173,14 @@ def plan_cost(cfg: NetConfig, plan: Plan, input_size: tuple[int, int, int]) -> l
         )
     cx = Cx(c, h, w)
     rows = []
+    known = LAYER_COSTS.get
     for layer in plan.layers:
+        block = layer.block
         # the layer's identity on this input; arguments in insertion order, unsorted: the same
         # arguments listed in another order only miss the cache (plans list them alike each time)
-        key = (layer.block, tuple(layer.args.items()), cx[:3])
+        key = (block, tuple(layer.args.items()), cx[:3])
         try:
-            cached = LAYER_COSTS.get(key)
+            cached = known(key)
         except TypeError:  # unhashable arguments: count without the cache
             key = cached = None
         if cached is None:
@@ -187,7 +188,7 @@ def plan_cost(cfg: NetConfig, plan: Plan, input_size: tuple[int, int, int]) -> l
             if key is not None:
                 LAYER_COSTS.put(key, cached)
         cx = cached
-        rows.append(_new_row(CostRow, (layer.name, layer.block.__name__, cx)))
+        rows.append(_new_row(CostRow, (layer.name, block.__name__, cx)))
     head = ClassifierHead.complexity(cx.branch(), plan.num_features, cfg.num_classes)
     rows.append(CostRow("head", ClassifierHead.__name__, head))
     return rows

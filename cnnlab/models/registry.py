@@ -88,6 +88,9 @@ def get_entry(name: str) -> ModelEntry:
 def model_config(name: str, **overrides) -> NetConfig:
     """The config of ``name`` with ``overrides`` applied and checked (nothing is built)."""
     entry = get_entry(name)
+    if not overrides:  # the registered config itself: frozen, so it is shared, not copied
+        entry.cfg.check()
+        return entry.cfg
     fields = {f.name for f in dataclasses.fields(entry.cfg)}
     unknown = sorted(set(overrides) - fields)
     if unknown:

@@ -131,8 +131,11 @@ def conv2d_cx(
     ):  # the common case: square kernel, one stride and one padding
         kh = kw = k
         pad = (k - 1) // 2 if padding is None else padding
-        h = conv_out(h_in, k, stride, pad)
-        w = h if w_in == h_in else conv_out(w_in, k, stride, pad)
+        h = (h_in + 2 * pad - k) // stride + 1  # conv_out's formula at dilation 1, inlined
+        w = h if w_in == h_in else (w_in + 2 * pad - k) // stride + 1
+        if h < 1 or w < 1:  # conv_out raises the error that says what to do
+            conv_out(h_in, k, stride, pad)
+            conv_out(w_in, k, stride, pad)
     else:
         (kh, kw), (sh, sw), (dh, dw) = pair(k), pair(stride), pair(dilation)
         ph, pw = pair(padding) if padding is not None else (dh * (kh - 1) // 2, dw * (kw - 1) // 2)
