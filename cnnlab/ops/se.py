@@ -14,7 +14,14 @@ import torch
 from torch import nn
 
 from cnnlab.ops.act import check_activation, get_activation
-from cnnlab.ops.cost import Cx, act_cx, channel_scale_cx, conv2d_cx, global_pool_cx, norm_cx
+from cnnlab.ops.cost import (
+    Cx,
+    act_cx,
+    channel_scale_cx,
+    conv2d_cx,
+    global_pool_cx,
+    norm_act_cx,
+)
 
 
 def se_hidden(c: int, reduction: int) -> int:
@@ -64,6 +71,6 @@ class SqueezeExcite(nn.Module):
         use_bn: bool = False,
     ) -> Cx:
         s = conv2d_cx(global_pool_cx(cx.branch()), se_hidden(c, reduction), 1, bias=True)
-        s = act_cx(norm_cx(s) if use_bn else s, act)
+        s = norm_act_cx(s, use_bn, act)
         s = act_cx(conv2d_cx(s, c, 1, bias=True), gate)
         return channel_scale_cx(cx.merge([s], cx.c, cx.h, cx.w))
