@@ -6,7 +6,8 @@ from torch import nn
 
 import cnnlab
 from cnnlab.analysis.trace import traced_counts
-from cnnlab.models import get_entry
+from cnnlab.models import get_entry, net
+from cnnlab.models.net import Layer, Plan, clear_cost_caches, layer_ident, plan_cost
 from cnnlab.ops.cost import Cx, conv2d_cx, conv_out, linear_cx
 
 
@@ -23,6 +24,58 @@ def test_analytic_equals_traced(name):
     assert analytic.memory_access == traced.memory_access
     # a built model and its name give the same analytic figures
     assert cnnlab.complexity(model, size).macs == analytic.macs
+
+
+def _counts(name, size=None, **overrides):
+    c = cnnlab.complexity(name, size, **overrides)
+    return [(r.name, r.kind, tuple(r.cx)) for r in c.rows]
+
+
+# configs whose layers share blocks with the registered ones but not all their arguments
+_VARIANTS = [
+    ("shufflenet_v2_x1_0", {"stage_channels": (120, 240, 480)}),
+    ("shufflenet_v2_x1_0", {"repeats": (3, 7, 3)}),
+    ("mobilenet_v2_x1_0", {"width": 0.75}),
+    ("densenet121", {"growth": 24}),
+    ("nasnet_a_mobile", {"f": 32}),
+]
+
+
+def test_remembered_counts_equal_cold_counts():
+    # every model counted with the memo full of other models' plans and blocks (and with the
+    # identity table emptied halfway, as its bound would) equals the same model counted cold
+    cases = [(n, {}) for n in cnnlab.list_models()] + _VARIANTS
+    warm = []
+    for i, (name, overrides) in enumerate(cases):
+        if i == len(cases) // 2:
+            net._IDENTS.clear()
+        warm.append(_counts(name, **overrides))
+    for (name, overrides), counted in zip(cases, warm):
+        clear_cost_caches()
+        assert counted == _counts(name, **overrides), (name, overrides)
+
+
+def test_layers_differing_only_in_arguments_do_not_share_a_count():
+    a = Layer("a", nn.Conv2d, {"in_channels": 8, "out_channels": 16, "kernel_size": 3})
+    b = Layer("a", nn.Conv2d, {"in_channels": 8, "out_channels": 16, "kernel_size": 1})
+    same = Layer("b", nn.Conv2d, {"in_channels": 8, "out_channels": 16, "kernel_size": 3})
+    assert layer_ident(a) is layer_ident(same) and layer_ident(a) is not layer_ident(b)
+
+
+def test_a_layer_with_unhashable_arguments_is_counted_without_the_memo():
+    class Scale(nn.Module):
+        def __init__(self, factors):
+            super().__init__()
+
+        @staticmethod
+        def complexity(cx, factors):
+            return cx.moved(len(factors) * cx.numel)
+
+    layer = Layer("s", Scale, {"factors": [1.0, 2.0]})
+    assert layer_ident(layer) is None
+    cfg = get_entry("shufflenet_v2_x1_0").cfg
+    rows = plan_cost(cfg, Plan([layer, layer], 3), (3, 4, 4))
+    assert [r.cx.memory_access for r in rows[:2]] == [96, 96]  # each row: its layer alone
 
 
 def test_pointwise_conv_memory_access_is_shufflenet_v2_eq1():

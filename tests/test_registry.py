@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 import cnnlab
@@ -28,6 +30,17 @@ def test_duplicate_registration_raises():
     entry = get_entry("shufflenet_v2_x1_0")
     with pytest.raises(ValueError, match="already registered"):
         register_model("shufflenet_v2_x1_0", entry.family, entry.cfg)
+
+
+def test_an_invalid_config_is_refused_when_registered():
+    entry = get_entry("shufflenet_v2_x1_0")
+    bad = dataclasses.replace(entry.cfg, drop_rate=1.5)
+    with pytest.raises(
+        ValueError, match=r"model 'bad_net': drop_rate must be in \[0, 1\), got 1.5"
+    ):
+        register_model("bad_net", entry.family, bad)
+    with pytest.raises(ValueError, match="unknown model 'bad_net'"):
+        get_entry("bad_net")
 
 
 def test_impossible_configuration_names_layer_and_numbers():

@@ -8,7 +8,7 @@ from operator import itemgetter
 from torch import nn
 
 from cnnlab.analysis.trace import traced_counts
-from cnnlab.models.net import CostRow, Net, plan_cost
+from cnnlab.models.net import CostRow, Net, plan_cost, shared_plan
 from cnnlab.models.registry import get_entry, model_config
 
 
@@ -71,7 +71,7 @@ def complexity(
         entry = get_entry(model_or_name)
         cfg = model_config(model_or_name, **overrides)
         size = _check_input_size(input_size or entry.input_size)
-        return _from_rows(plan_cost(cfg, entry.family.plan(cfg), size), size)
+        return _from_rows(plan_cost(cfg, shared_plan(entry.family.plan, cfg), size), size)
     if overrides:
         raise TypeError("config overrides apply to a model name, not to a built model")
     if isinstance(model_or_name, Net) and model_or_name.matches_plan():

@@ -65,6 +65,10 @@ def register_model(
         raise ValueError(f"model {name!r} is already registered")
     if not isinstance(cfg, family.config):
         raise TypeError(f"model {name!r}: config must be a {family.config.__name__}")
+    try:
+        cfg.check()  # once: the config is frozen, so model_config can hand it out unchecked
+    except ValueError as e:
+        raise ValueError(f"model {name!r}: {e}") from None
     _REGISTRY[name] = ModelEntry(name, family, cfg, input_size, paper)
 
 
@@ -88,8 +92,7 @@ def get_entry(name: str) -> ModelEntry:
 def model_config(name: str, **overrides) -> NetConfig:
     """The config of ``name`` with ``overrides`` applied and checked (nothing is built)."""
     entry = get_entry(name)
-    if not overrides:  # the registered config itself: frozen, so it is shared, not copied
-        entry.cfg.check()
+    if not overrides:  # the registered config itself: frozen and checked when registered
         return entry.cfg
     fields = {f.name for f in dataclasses.fields(entry.cfg)}
     unknown = sorted(set(overrides) - fields)
