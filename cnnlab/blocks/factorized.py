@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from cnnlab.ops.act import check_activation, get_activation
-from cnnlab.ops.cost import Cx, act_cx, conv2d_cx, elementwise_cx, norm_cx
+from cnnlab.ops.cost import Cx, act_cx, conv2d_cx, elementwise_cx, norm_act_cx
 
 
 def _check_kernel(what: str, k: int) -> None:
@@ -74,9 +74,7 @@ class AxisConv(nn.Sequential):
     ) -> Cx:
         kernel, padding = _axis_kernel(k, row)
         cx = conv2d_cx(cx, c_out, kernel, padding=padding, bias=not norm)
-        if norm:
-            cx = norm_cx(cx)
-        return act_cx(cx, act)
+        return norm_act_cx(cx, norm, act)
 
 
 class FactorizedConv(nn.Sequential):

@@ -193,8 +193,7 @@ class SepConvOp(nn.Module):
     def complexity(cx: Cx, c_in: int, c_out: int, stride: int = 1, *, k: int = 3) -> Cx:
         cx = act_cx(cx, "relu")
         cx = SameConv2d.complexity(cx, c_in, c_in, k, stride, groups=c_in)
-        cx = norm_cx(SameConv2d.complexity(cx, c_in, c_out, 1))
-        cx = act_cx(cx, "relu")
+        cx = norm_act_cx(SameConv2d.complexity(cx, c_in, c_out, 1), True, "relu")
         cx = SameConv2d.complexity(cx, c_out, c_out, k, groups=c_out)
         return norm_cx(SameConv2d.complexity(cx, c_out, c_out, 1))
 
@@ -291,8 +290,7 @@ class ConvPairOp(nn.Module):
         if mid >= 1:
             cx = norm_act_cx(SameConv2d.complexity(cx, c_in, mid, 1), True, "relu")
         c, c_pair = cx.c, (mid if mid >= 1 else c_out)
-        cx = norm_cx(SameConv2d.complexity(cx, c, c_pair, (1, k), (1, stride)))
-        cx = act_cx(cx, "relu")
+        cx = norm_act_cx(SameConv2d.complexity(cx, c, c_pair, (1, k), (1, stride)), True, "relu")
         cx = norm_cx(SameConv2d.complexity(cx, c_pair, c_pair, (k, 1), (stride, 1)))
         if mid >= 1:
             cx = norm_cx(SameConv2d.complexity(act_cx(cx, "relu"), mid, c_out, 1))
