@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 
 import cnnlab
-from cnnlab.analysis.allocator import malloc_mode, retain_freed_memory
-from cnnlab.analysis.latency import median_ci
-from cnnlab.analysis.opsig import OpSig, extract_ops
+from cnnlab.measure.allocator import malloc_mode, retain_freed_memory
+from cnnlab.measure.latency import median_ci
+from cnnlab.speedlab.lut.opsig import OpSig, extract_ops
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

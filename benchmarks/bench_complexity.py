@@ -15,7 +15,7 @@ import time
 
 import cnnlab
 from benchmarks._common import save
-from cnnlab.analysis.trace import traced_counts
+from cnnlab.counting.trace import traced_counts
 from cnnlab.models import get_entry
 from cnnlab.models.net import clear_cost_caches
 

@@ -16,9 +16,9 @@ from rich.table import Table
 
 import cnnlab
 from benchmarks._common import apply_malloc, malloc_option, paired_ratio, save
-from cnnlab.analysis.deploy import ChannelsLast
-from cnnlab.analysis.latency import num_threads
-from cnnlab.analysis.runtimes import OnnxRuntimeModule
+from cnnlab.deployment.runtimes import OnnxRuntimeModule
+from cnnlab.deployment.select import ChannelsLast
+from cnnlab.measure.latency import num_threads
 
 
 def by_hand_compile(tv, x, threads: int):

@@ -31,7 +31,7 @@ from torch import nn
 
 import cnnlab
 from benchmarks._common import paired_ratio, save
-from cnnlab.analysis.latency import Runner, median_ci, num_threads
+from cnnlab.measure.latency import Runner, median_ci, num_threads
 from cnnlab.ops.distributed_bn import DistributedBatchNorm2d, distributed_batch_norm
 
 TARGET = 1.2

@@ -4,7 +4,7 @@ A latency table predicts a model as the sum of its operators, each timed alone (
 build``). Its held-out accuracy here mixes two errors: that sum's own, and the machine's change
 of speed between the build and the measurement (10-40% within minutes on this project's VM).
 This separates the first: each round times the whole model once, then every distinct operator
-once, alone, as ``lut build`` does (operators from ``cnnlab.analysis.opsig.extract_ops``); the
+once, alone, as ``lut build`` does (operators from ``cnnlab.speedlab.lut.opsig.extract_ops``); the
 ratio sum(count x operator) / model is taken per round, so both sides see the same machine.
 
 Reported: the median per-round ratio and its 95% interval. Within +-10% is what nn-Meter's
@@ -21,7 +21,7 @@ import torch
 
 import cnnlab
 from benchmarks._common import apply_malloc, malloc_option, operator_counts, save
-from cnnlab.analysis.latency import Runner, _calls_per_sample, median_ci, timing_settings
+from cnnlab.measure.latency import Runner, _calls_per_sample, median_ci, timing_settings
 
 CPU = torch.device("cpu")
 

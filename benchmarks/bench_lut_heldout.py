@@ -24,9 +24,9 @@ import torch
 
 import cnnlab
 from benchmarks._common import apply_malloc, malloc_option, operator_counts, save
-from cnnlab.analysis.lut import LatencyTable, environment, measure_op
-from cnnlab.analysis.lut_regress import Synthetic, fit_regressors, predict_key, synthetic_ops
 from cnnlab.cli.lut import DEFAULT_MODELS, FULL, select_models
+from cnnlab.speedlab.lut.regress import Synthetic, fit_regressors, predict_key, synthetic_ops
+from cnnlab.speedlab.lut.table import LatencyTable, environment, measure_op
 
 HELD_OUT = "shufflenet_v2_x1_0,shufflenet_v2_x2_0,mobilenet_v1_x0_5,mobilenet_v1_x1_0,shufflenet_v1_g3_x1_0"
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks._common import save
-from cnnlab.analysis.latency import median_ci
+from cnnlab.measure.latency import median_ci
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.loop import Trainer
 

@@ -1,21 +1,21 @@
 """cnnlab: CNN model research toolkit. FLOPs are not speed: count exactly, measure for real."""
 
-from cnnlab.analysis.breakdown import runtime_breakdown
-from cnnlab.analysis.complexity import Complexity, complexity
-from cnnlab.analysis.deploy import deploy
-from cnnlab.analysis.guidelines import run_guidelines
-from cnnlab.analysis.latency import compare_latency, measure_latency
-from cnnlab.analysis.lint import lint
-from cnnlab.analysis.lut import build_lut, evaluate_lut, load_lut, predict_latency
-from cnnlab.analysis.roofline import machine_peak, roofline
+from cnnlab._version import __version__
+from cnnlab.counting.analytic import Complexity, complexity
+from cnnlab.deployment.select import deploy
+from cnnlab.measure.latency import compare_latency, measure_latency
 from cnnlab.models import create_model, list_models
 from cnnlab.models.timm_port import from_timm
 from cnnlab.models.torchvision_port import from_torchvision
 from cnnlab.ops.norm import convert_norm
-
-__version__ = "0.1.0"
+from cnnlab.speedlab.breakdown import runtime_breakdown
+from cnnlab.speedlab.guidelines.experiments import run_guidelines
+from cnnlab.speedlab.guidelines.lint import lint
+from cnnlab.speedlab.lut.table import build_lut, evaluate_lut, load_lut, predict_latency
+from cnnlab.speedlab.roofline import machine_peak, roofline
 
 __all__ = [
+    "__version__",
     "Complexity",
     "build_lut",
     "compare_latency",

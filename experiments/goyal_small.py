@@ -19,7 +19,7 @@ import statistics
 import time
 from pathlib import Path
 
-from cnnlab.analysis.io import atomic_write, save_figure
+from cnnlab._io import atomic_write, save_figure
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.loop import train
 

@@ -3,7 +3,7 @@ import os
 import pytest
 import torch
 
-from cnnlab.analysis.allocator import retain_freed_memory
+from cnnlab.measure.allocator import retain_freed_memory
 
 # the malloc mode is process-wide and one-way: the `cnnlab` command (called in-process by the CLI
 # tests) turns it to "retain", and a latency table records the mode it was measured under. Set it

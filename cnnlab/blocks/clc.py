@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cnnlab.errors import BadValue
 from cnnlab.ops.conv import ConvNormAct
 from cnnlab.ops.cost import Cx, check_groups
 from cnnlab.ops.shuffle import ChannelShuffle
@@ -70,6 +71,6 @@ class CLCBlock(nn.Module):
 
 def _check_clc(c_in: int, c_out: int, g1: int, g2: int, stride: int = 1) -> None:
     if stride not in (1, 2):
-        raise ValueError(f"CLCBlock: stride must be 1 or 2, got {stride}")
+        raise BadValue(f"CLCBlock: stride must be 1 or 2, got {stride}")
     check_groups(f"CLCBlock interlaced grouped conv (g1={g1})", c_in, c_in, g1)
     check_groups(f"CLCBlock grouped 1x1 conv (g2={g2})", c_in, c_out, g2)

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from cnnlab.errors import BadValue
 from cnnlab.ops.cost import Cx, act_cx, check_groups, concat_cx, conv2d_cx, norm_cx, shuffle_cx
 from cnnlab.ops.shuffle import channel_shuffle
 
@@ -37,10 +38,10 @@ GROUP_LASSO_WEIGHT = 1e-5
 def check_condense(c_in: int, c_out: int, groups: int, condense_factor: int) -> None:
     """Refuse a learned group conv whose channels do not split into its groups and stages."""
     if condense_factor < 1:
-        raise ValueError(f"condense_factor C must be >= 1, got {condense_factor}")
+        raise BadValue(f"condense_factor C must be >= 1, got {condense_factor}")
     check_groups("LearnedGroupConv", c_in, c_out, groups)
     if c_in % condense_factor:
-        raise ValueError(
+        raise BadValue(
             f"LearnedGroupConv: in_channels={c_in} must be divisible by condense_factor="
             f"{condense_factor} (each stage drops in_channels/C inputs per group)"
         )
@@ -49,7 +50,7 @@ def check_condense(c_in: int, c_out: int, groups: int, condense_factor: int) -> 
 def condense_stage(progress: float, condense_factor: int) -> int:
     """Condensing stages reached at ``progress``: stage s >= 1 starts at 2*progress >= s/(C-1)."""
     if not 0.0 <= progress <= 1.0:
-        raise ValueError(f"progress must be in [0, 1] (fraction of training done), got {progress}")
+        raise BadValue(f"progress must be in [0, 1] (fraction of training done), got {progress}")
     last = condense_factor - 1
     return sum(1 for s in range(1, last + 1) if progress * 2 >= s / last)
 
@@ -92,7 +93,7 @@ class LearnedGroupConv(nn.Module):
     def condense(self) -> None:
         """Run the next condensing stage: each group drops its in_channels/C weakest inputs."""
         if self.done:
-            raise ValueError(f"LearnedGroupConv: all {self.condense_factor - 1} stages have run")
+            raise BadValue(f"LearnedGroupConv: all {self.condense_factor - 1} stages have run")
         delta, g_count = self.c_in // self.condense_factor, self.groups
         w = self.masked_weight().abs()[:, :, 0, 0]
         # output k*G + g is the k-th member of group g: summed |w| per (group, input)
@@ -153,12 +154,12 @@ class CondenseConv(nn.Module):
         grouped conv, which the shuffle sends back to positions g::G.
         """
         if (lgc.c_in, lgc.c_out, lgc.groups) != (self.c_in, self.c_out, self.groups):
-            raise ValueError(
+            raise BadValue(
                 f"CondenseConv({self.c_in}, {self.c_out}, groups={self.groups}) cannot take a "
                 f"LearnedGroupConv({lgc.c_in}, {lgc.c_out}, groups={lgc.groups})"
             )
         if not lgc.done:
-            raise ValueError(
+            raise BadValue(
                 f"LearnedGroupConv is at stage {int(lgc.stage)} of {lgc.condense_factor - 1}; "
                 "condense it fully first (condense_step(model, 0.5) runs all stages)"
             )
@@ -207,10 +208,10 @@ class ChannelIndex(nn.Module):
 def index_width(c_in: int, keep: float) -> int:
     """Features kept by the condensed classifier: int(keep * c_in), as the official code."""
     if not 0.0 < keep <= 1.0:
-        raise ValueError(f"CondenseLinear: keep must be in (0, 1], got {keep}")
+        raise BadValue(f"CondenseLinear: keep must be in (0, 1], got {keep}")
     width = int(c_in * keep)
     if width < 1:
-        raise ValueError(f"CondenseLinear: keep={keep} of {c_in} features leaves none")
+        raise BadValue(f"CondenseLinear: keep={keep} of {c_in} features leaves none")
     return width
 
 
@@ -317,5 +318,5 @@ def group_lasso(model: nn.Module) -> torch.Tensor:
     """The group-lasso terms of all learned group convs, summed (weight: ``GROUP_LASSO_WEIGHT``)."""
     terms = [m.lasso() for m in learned_convs(model)]
     if not terms:
-        raise ValueError("group_lasso: the model has no LearnedGroupConv layers")
+        raise BadValue("group_lasso: the model has no LearnedGroupConv layers")
     return torch.stack(terms).sum()

@@ -11,15 +11,16 @@ import math
 import torch
 from torch import nn
 
+from cnnlab.errors import BadValue
 from cnnlab.ops.cost import Cx, act_cx, concat_cx, conv2d_cx, norm_act_cx, norm_cx, pool_cx
 
 
 def check_growth(growth: int, bn_size: int) -> None:
     """Refuse a growth rate k or bottleneck factor that leaves no channels."""
     if growth < 1:
-        raise ValueError(f"DenseNet: growth rate k must be >= 1, got {growth}")
+        raise BadValue(f"DenseNet: growth rate k must be >= 1, got {growth}")
     if bn_size < 1:
-        raise ValueError(
+        raise BadValue(
             f"DenseNet: bottleneck factor bn_size must be >= 1 (BC uses 4), got {bn_size}"
         )
 
@@ -27,10 +28,10 @@ def check_growth(growth: int, bn_size: int) -> None:
 def compressed_width(c_in: int, compression: float) -> int:
     """Transition output width floor(theta * m) (Huang et al. 2017, §3 "Compression")."""
     if not 0.0 < compression <= 1.0:
-        raise ValueError(f"DenseNet: compression theta must be in (0, 1], got {compression}")
+        raise BadValue(f"DenseNet: compression theta must be in (0, 1], got {compression}")
     c_out = math.floor(compression * c_in)
     if c_out < 1:
-        raise ValueError(f"DenseNet: compression {compression} of {c_in} channels leaves none")
+        raise BadValue(f"DenseNet: compression {compression} of {c_in} channels leaves none")
     return c_out
 
 

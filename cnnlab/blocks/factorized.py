@@ -20,19 +20,20 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from cnnlab.errors import BadValue
 from cnnlab.ops.act import check_activation, get_activation
 from cnnlab.ops.cost import Cx, act_cx, conv2d_cx, elementwise_cx, norm_act_cx
 
 
 def _check_kernel(what: str, k: int) -> None:
     if k < 1 or k % 2 == 0:
-        raise ValueError(f"{what}: the kernel size must be odd and >= 1 (same padding), got {k}")
+        raise BadValue(f"{what}: the kernel size must be odd and >= 1 (same padding), got {k}")
 
 
 def _check_widths(what: str, **widths: int) -> None:
     bad = {name: v for name, v in widths.items() if v < 1}
     if bad:
-        raise ValueError(f"{what}: widths must be >= 1, got {bad}")
+        raise BadValue(f"{what}: widths must be >= 1, got {bad}")
 
 
 def _axis_kernel(k: int, row: bool) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -180,7 +181,7 @@ class BoundaryRefinement(nn.Module):
     def complexity(cx: Cx, c: int) -> Cx:
         _check_widths("BoundaryRefinement", c=c)
         if cx.c != c:
-            raise ValueError(f"BoundaryRefinement: input has {cx.c} channels, the block takes {c}")
+            raise BadValue(f"BoundaryRefinement: input has {cx.c} channels, the block takes {c}")
         r = conv2d_cx(cx.branch(), c, 3, padding=1, bias=True)
         r = conv2d_cx(act_cx(r, "relu"), c, 3, padding=1, bias=True)
         return elementwise_cx(cx.merge([r], c, r.h, r.w), 2)

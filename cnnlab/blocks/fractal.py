@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from cnnlab.errors import BadValue
 from cnnlab.ops.conv import ConvNormAct
 from cnnlab.ops.cost import Cx
 
@@ -39,7 +40,7 @@ def ending_columns(columns: int, unit: int) -> list[int]:
 
 def check_columns(columns: int) -> None:
     if columns < 1:
-        raise ValueError(f"FractalNet: columns C must be >= 1, got {columns}")
+        raise BadValue(f"FractalNet: columns C must be >= 1, got {columns}")
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,9 @@ class DropPath:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.p_local <= 1.0:
-            raise ValueError(f"FractalNet: drop-path p_local must be in [0, 1], got {self.p_local}")
+            raise BadValue(f"FractalNet: drop-path p_local must be in [0, 1], got {self.p_local}")
         if not 0.0 <= self.global_ratio <= 1.0:
-            raise ValueError(
+            raise BadValue(
                 f"FractalNet: drop-path global_ratio must be in [0, 1], got {self.global_ratio}"
             )
 

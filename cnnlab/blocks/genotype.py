@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass
 
 from cnnlab.blocks.nas_ops import op_names
+from cnnlab.errors import BadValue
 
 COMBINERS = ("add", "concat")
 INPUT_NAMES = ("h_{i-2}", "h_{i-1}")
@@ -112,7 +113,7 @@ class Genotype:
             normal = _cell_fields(normal)
             reduce = None if reduce is None else _cell_fields(reduce)
         except (KeyError, TypeError, IndexError, ValueError, AttributeError) as e:
-            raise ValueError(
+            raise BadValue(
                 f"not a genotype dict ({type(e).__name__}: {e}); expected "
                 '{"name": ..., "normal": {"nodes": [[[i, op], [j, op], "add"], ...], '
                 '"concat": [...] or null}, "reduce": ... or null}'
@@ -147,32 +148,32 @@ def _cell_fields(data: dict) -> tuple[tuple[Node, ...], tuple[int, ...] | None]:
 def _check_cell(cell: CellGenotype) -> None:
     """Refuse a node that reads a missing state or names an unknown op, and a bad output list."""
     if not cell.nodes:
-        raise ValueError("a cell genotype needs at least one node")
+        raise BadValue("a cell genotype needs at least one node")
     valid = op_names()
     concat_nodes = {j + 2 for j, n in enumerate(cell.nodes) if n.combiner == "concat"}
     for j, node in enumerate(cell.nodes):
         if node.combiner not in COMBINERS:
-            raise ValueError(
+            raise BadValue(
                 f"node{j}: unknown combiner {node.combiner!r}; choose one of {', '.join(COMBINERS)}"
             )
         for i, op in (node.a, node.b):
             if not isinstance(i, int) or not 0 <= i < j + 2:
-                raise ValueError(
+                raise BadValue(
                     f"node{j} reads state {i!r}, which does not exist: node{j} may read 0 "
                     f"(h_{{i-2}}), 1 (h_{{i-1}}) or an earlier node (2..{j + 1})"
                 )
             if i in concat_nodes:
-                raise ValueError(
+                raise BadValue(
                     f"node{j} reads {state_name(i)}, a concat node: a concat node (2x the "
                     "channels) may only feed the cell output"
                 )
             if op not in valid:
-                raise ValueError(f"node{j}: unknown op {op!r}; valid ops: {', '.join(valid)}")
+                raise BadValue(f"node{j}: unknown op {op!r}; valid ops: {', '.join(valid)}")
     if cell.concat is not None:
         last = len(cell.nodes) + 1
         bad = [i for i in cell.concat if not isinstance(i, int) or not 0 <= i <= last]
         if bad or not cell.concat:
-            raise ValueError(
+            raise BadValue(
                 f"cell output concat {cell.concat} names missing states {bad}: "
                 f"list states 0..{last} (0 = h_{{i-2}}, 1 = h_{{i-1}}, 2.. = nodes)"
             )

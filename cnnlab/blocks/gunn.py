@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cnnlab.errors import BadValue
 from cnnlab.ops.conv import ConvNormAct
 from cnnlab.ops.cost import Cx, concat_cx, elementwise_cx
 
@@ -20,7 +21,7 @@ from cnnlab.ops.cost import Cx, concat_cx, elementwise_cx
 def segment_width(c: int, segments: int) -> int:
     """Channels per segment, c/K; refuses a width that K does not divide."""
     if segments < 1 or c % segments:
-        raise ValueError(
+        raise BadValue(
             f"GUNN: {c} channels cannot be split into K={segments} equal segments; "
             "choose K dividing the width"
         )

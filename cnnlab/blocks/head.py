@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cnnlab.errors import BadValue
 from cnnlab.ops.cost import Cx, global_pool_cx, linear_cx
 
 
@@ -14,11 +15,11 @@ class ClassifierHead(nn.Module):
     def __init__(self, c_in: int, num_classes: int, drop_rate: float = 0.0) -> None:
         super().__init__()
         if num_classes < 0:
-            raise ValueError(
+            raise BadValue(
                 f"num_classes must be >= 0 (0 removes the classifier), got {num_classes}"
             )
         if not 0.0 <= drop_rate < 1.0:
-            raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate}")
+            raise BadValue(f"drop_rate must be in [0, 1), got {drop_rate}")
         self.c_in = c_in
         self.drop = nn.Dropout(drop_rate)
         self.fc = nn.Linear(c_in, num_classes) if num_classes > 0 else nn.Identity()
@@ -31,7 +32,7 @@ class ClassifierHead(nn.Module):
     def reset(self, num_classes: int) -> None:
         """Replace the FC layer by a freshly initialised one with ``num_classes`` outputs."""
         if num_classes < 0:
-            raise ValueError(
+            raise BadValue(
                 f"num_classes must be >= 0 (0 removes the classifier), got {num_classes}"
             )
         self.fc = nn.Linear(self.c_in, num_classes) if num_classes > 0 else nn.Identity()

@@ -36,6 +36,7 @@ import math
 import torch
 from torch import nn
 
+from cnnlab.errors import BadValue
 from cnnlab.ops.act import check_activation, get_activation
 from cnnlab.ops.conv import ConvNormAct
 from cnnlab.ops.cost import (
@@ -240,7 +241,7 @@ def _projection(c_in: int, c_out: int, stride: int, groups: int) -> nn.Module:
 
 def _secondary(c_out: int, L: int) -> int:
     if L < 1 or c_out % L:
-        raise ValueError(
+        raise BadValue(
             f"IGCResidualBlock: c_out={c_out} is not divisible by L={L} primary partitions; "
             "choose c_out a multiple of L"
         )
@@ -250,24 +251,22 @@ def _secondary(c_out: int, L: int) -> int:
 def _check_igc(c_in: int, c_out: int, L: int, M: int, k: int, stride: int) -> None:
     name = "InterleavedGroupConv"
     if L < 1 or M < 1 or c_out != L * M:
-        raise ValueError(
+        raise BadValue(
             f"{name}: c_out={c_out} must equal L * M (L={L} primary partitions of M={M} "
             "channels); choose c_out = L * M"
         )
     check_groups(f"{name} primary conv (L={L} groups)", c_in, c_out, L)
     if k < 1 or k % 2 == 0 or stride < 1:
-        raise ValueError(
-            f"{name}: kernel must be odd and >= 1 and stride >= 1; got k={k}, {stride=}"
-        )
+        raise BadValue(f"{name}: kernel must be odd and >= 1 and stride >= 1; got k={k}, {stride=}")
 
 
 def _check_igcv3(c_in: int, c_out: int, stride: int, t: float, g1: int, g2: int) -> int:
     """Refuse an impossible IGCV3 block; return its hidden (expanded) width."""
     if stride not in (1, 2):
-        raise ValueError(f"IGCV3Block: stride must be 1 or 2, got {stride}")
+        raise BadValue(f"IGCV3Block: stride must be 1 or 2, got {stride}")
     hidden = int(round(c_in * t))
     if t <= 0 or hidden < 1:
-        raise ValueError(f"IGCV3Block: expansion t={t} on {c_in} channels leaves no width")
+        raise BadValue(f"IGCV3Block: expansion t={t} on {c_in} channels leaves no width")
     check_groups(f"IGCV3Block expansion (G1={g1} groups)", c_in, hidden, g1)
     check_groups(f"IGCV3Block projection (G2={g2} groups)", hidden, c_out, g2)
     return hidden
@@ -281,13 +280,13 @@ def _igcv2_shuffles(c: int, ks: tuple[int, ...]) -> list[int]:
 def _check_igcv2(c: int, ks: tuple[int, ...], stride: int) -> None:
     """Every prefix product of the group sizes must divide C (else the interleaving is ragged)."""
     if stride not in (1, 2) or not ks or min(ks) < 1:
-        raise ValueError(
+        raise BadValue(
             f"InterleavedStructuredSparseConv: need stride 1 or 2 and group sizes >= 1; "
             f"got stride={stride}, ks={ks}"
         )
     for i in range(1, len(ks) + 1):
         if c % math.prod(ks[:i]):
-            raise ValueError(
+            raise BadValue(
                 f"InterleavedStructuredSparseConv: the group sizes {ks[:i]} multiply to "
                 f"{math.prod(ks[:i])}, which does not divide c={c}; choose K's whose running "
                 "products divide c (prod(K) = c for the complementary condition)"

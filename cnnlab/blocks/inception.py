@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from cnnlab.errors import BadValue
 from cnnlab.ops.cost import Cx, concat_cx, conv2d_cx, norm_act_cx, pool_cx
 
 Pair = int | tuple[int, int]
@@ -25,7 +26,7 @@ _STD = (0.229, 0.224, 0.225)
 def _check_width(what: str, **widths: int) -> None:
     bad = {k: v for k, v in widths.items() if v < 1}
     if bad:
-        raise ValueError(f"{what}: branch widths must be >= 1, got {bad}")
+        raise BadValue(f"{what}: branch widths must be >= 1, got {bad}")
 
 
 class BasicConv(nn.Sequential):
@@ -54,7 +55,7 @@ class TransformInput(nn.Module):
     def __init__(self, c_in: int = 3) -> None:
         super().__init__()
         if c_in != 3:
-            raise ValueError(f"transform_input needs 3 input channels (RGB), got {c_in}")
+            raise BadValue(f"transform_input needs 3 input channels (RGB), got {c_in}")
         scale = torch.tensor([s / 0.5 for s in _STD]).view(1, 3, 1, 1)
         shift = torch.tensor([(m - 0.5) / 0.5 for m in _MEAN]).view(1, 3, 1, 1)
         # not persistent: the state dict (and a port's tensor order) holds no extra entries
@@ -67,7 +68,7 @@ class TransformInput(nn.Module):
     @staticmethod
     def complexity(cx: Cx, c_in: int = 3) -> Cx:
         if c_in != 3:
-            raise ValueError(f"transform_input needs 3 input channels (RGB), got {c_in}")
+            raise BadValue(f"transform_input needs 3 input channels (RGB), got {c_in}")
         # a multiply and an add, each reading the map and 3 constants and writing the map
         return cx.add(memory_access=2 * (2 * cx.numel + 3))
 
@@ -127,7 +128,7 @@ class GoogLeNetInception(nn.Module):
 def _check_googlenet(c1, c3r, c3, c5r, c5, pool_proj, branch3_kernel) -> None:
     _check_width("GoogLeNet Inception", c1=c1, c3r=c3r, c3=c3, c5r=c5r, c5=c5, pool_proj=pool_proj)
     if branch3_kernel not in (3, 5):
-        raise ValueError(
+        raise BadValue(
             f"GoogLeNet Inception: branch3_kernel must be 5 (the paper) or 3 (torchvision), "
             f"got {branch3_kernel}"
         )

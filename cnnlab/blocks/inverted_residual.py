@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cnnlab.errors import BadValue
 from cnnlab.ops.conv import ConvNormAct
 from cnnlab.ops.cost import Cx, elementwise_cx
 
@@ -50,6 +51,6 @@ class InvertedResidual(nn.Module):
 
 def _check(c_in: int, c_out: int, stride: int, t: float) -> None:
     if stride not in (1, 2):
-        raise ValueError(f"InvertedResidual: stride must be 1 or 2, got {stride}")
+        raise BadValue(f"InvertedResidual: stride must be 1 or 2, got {stride}")
     if t <= 0 or expanded_width(c_in, t) < 1:
-        raise ValueError(f"InvertedResidual: expansion t={t} on {c_in} channels leaves no width")
+        raise BadValue(f"InvertedResidual: expansion t={t} on {c_in} channels leaves no width")

@@ -18,6 +18,7 @@ from torch import nn
 
 from cnnlab.blocks.genotype import CellGenotype, state_name
 from cnnlab.blocks.nas_ops import ActConvBn, FactorizedReduction, batch_norm, build_op, op_cx
+from cnnlab.errors import BadValue
 from cnnlab.ops.cost import Cx, act_cx, conv2d_cx, norm_cx
 
 PREV_MODES = ("raw", "1x1", "reduce")
@@ -150,7 +151,7 @@ def _cost(total: Cx, r: Cx) -> Cx:
 def _check_same_shape(spec: CellSpec, what: str, outs: list[Cx], channels: bool = True) -> None:
     shapes = {(o.c, o.h, o.w) if channels else (o.h, o.w) for o in outs}
     if len(shapes) > 1:
-        raise ValueError(
+        raise BadValue(
             f"cell {spec.name}: {what} combines states of different shapes "
             f"{sorted(shapes)}; a reduction cell may concatenate nodes only, not its inputs"
         )
@@ -158,15 +159,15 @@ def _check_same_shape(spec: CellSpec, what: str, outs: list[Cx], channels: bool 
 
 def _check_spec(spec: CellSpec) -> None:
     if spec.prev not in PREV_MODES:
-        raise ValueError(
+        raise BadValue(
             f"cell {spec.name}: unknown prev={spec.prev!r}; choose one of {', '.join(PREV_MODES)}"
         )
     if min(spec.c_in) < 1 or spec.c < 1:
-        raise ValueError(f"cell {spec.name}: widths must be >= 1, got c_in={spec.c_in}, c={spec.c}")
+        raise BadValue(f"cell {spec.name}: widths must be >= 1, got c_in={spec.c_in}, c={spec.c}")
     if spec.reduction:
         inputs = [i for i in spec.cell.outputs if i < 2]
         if inputs:
-            raise ValueError(
+            raise BadValue(
                 f"cell {spec.name}: a reduction cell cannot concatenate its input "
                 f"{', '.join(state_name(i) for i in inputs)} (a different resolution); "
                 "list nodes only"
@@ -196,7 +197,7 @@ class CellStack(nn.Module):
     def complexity(cx: Cx, cells: tuple[CellSpec, ...]) -> Cx:
         _check_chain(cells)
         if cx.c != cells[0].c_in[1]:
-            raise ValueError(f"CellStack: input has {cx.c} channels, the first cell takes "
+            raise BadValue(f"CellStack: input has {cx.c} channels, the first cell takes "
                              f"{cells[0].c_in[1]}")  # fmt: skip
         total = Cx(0, 0, 0)
         h_prev = h = cx.branch()
@@ -217,11 +218,11 @@ class CellStack(nn.Module):
 def _check_chain(cells: Sequence[CellSpec]) -> None:
     """Each cell's input widths must be the widths of the two states it reads."""
     if not cells:
-        raise ValueError("CellStack needs at least one cell")
+        raise BadValue("CellStack needs at least one cell")
     c_prev = c = cells[0].c_in[1]
     for spec in cells:
         if spec.c_in != (c_prev, c):
-            raise ValueError(
+            raise BadValue(
                 f"cell {spec.name}: c_in={spec.c_in} but it reads states of {c_prev} and {c} "
                 "channels"
             )

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.errors import BadValue
 from cnnlab.ops.cost import Cx, act_cx, conv2d_cx, conv_out, norm_act_cx, norm_cx, pair
 
 BN_EPS = 1e-3  # TF-slim's batch_norm_epsilon for NASNet, PNASNet and AmoebaNet
@@ -166,7 +167,7 @@ def _shift_pads(h: int, w: int) -> tuple[int, int, int, int] | None:
 
 def _half(c_out: int) -> int:
     if c_out < 2:
-        raise ValueError(f"FactorizedReduction: c_out={c_out} must be >= 2 (two halves)")
+        raise BadValue(f"FactorizedReduction: c_out={c_out} must be >= 2 (two halves)")
     return c_out // 2
 
 

@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from cnnlab.blocks.resnet import Bottleneck
+from cnnlab.errors import BadValue
 from cnnlab.ops.conv import ConvNormAct
 from cnnlab.ops.cost import Cx, act_cx, conv2d_cx, elementwise_cx, norm_act_cx, norm_cx
 from cnnlab.ops.residual_attention import ResidualAttentionModule
@@ -63,9 +64,9 @@ class PreActProjection(nn.Module):
 
 def _mid(c_in: int, c_out: int, stride: int) -> int:
     if stride not in (1, 2):
-        raise ValueError(f"PreActProjection: stride must be 1 or 2, got {stride}")
+        raise BadValue(f"PreActProjection: stride must be 1 or 2, got {stride}")
     if c_in < 1 or c_out < BOTTLENECK:
-        raise ValueError(
+        raise BadValue(
             f"PreActProjection: needs c_in >= 1 and c_out >= {BOTTLENECK} (bottleneck c_out // "
             f"{BOTTLENECK}); got c_in={c_in}, c_out={c_out}"
         )
@@ -75,7 +76,7 @@ def _mid(c_in: int, c_out: int, stride: int) -> int:
 def next_unit_args(c_out: int) -> dict:
     """Arguments of the ResNeXt :class:`Bottleneck` with c_out outputs, as AttentionNeXt uses it."""
     if c_out % (NEXT_WIDTH * CARDINALITY):
-        raise ValueError(
+        raise BadValue(
             f"AttentionNeXt: c_out={c_out} must be a multiple of {NEXT_WIDTH * CARDINALITY} (3x3 "
             f"width c_out/{NEXT_WIDTH} in {CARDINALITY} groups); use 256, 512, 1024 or 2048"
         )

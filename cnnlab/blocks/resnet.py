@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cnnlab.errors import BadValue
 from cnnlab.ops.conv import ConvNormAct
 from cnnlab.ops.cost import Cx, act_cx, elementwise_cx
 from cnnlab.ops.se import SqueezeExcite
@@ -142,22 +143,22 @@ def _finish_cx(cx: Cx, y: Cx, c_in: int, c_out: int, stride: int, se: int) -> Cx
 
 def _check_stride(what: str, stride: int) -> None:
     if stride not in (1, 2):
-        raise ValueError(f"{what}: stride must be 1 or 2, got {stride}")
+        raise BadValue(f"{what}: stride must be 1 or 2, got {stride}")
 
 
 def _bottleneck_args(c_in, planes, stride, width, groups, stride_in):
     """(3x3 width, output width, stride of the 1x1, stride of the 3x3), checked."""
     _check_stride("Bottleneck", stride)
     if stride_in not in STRIDE_IN:
-        raise ValueError(
+        raise BadValue(
             f"Bottleneck: unknown stride_in={stride_in!r}; choose '3x3' (torchvision, v1.5) or "
             f"'1x1' (original Caffe ResNet, SENet)"
         )
     width = bottleneck_width(planes, groups) if width is None else width
     if width < 1:
-        raise ValueError(f"Bottleneck: 3x3 width must be >= 1, got {width} for planes={planes}")
+        raise BadValue(f"Bottleneck: 3x3 width must be >= 1, got {width} for planes={planes}")
     if groups < 1 or width % groups:
-        raise ValueError(
+        raise BadValue(
             f"Bottleneck: 3x3 width={width} (planes={planes}) is not divisible by groups={groups};"
             f" choose groups dividing the width"
         )

@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cnnlab.errors import BadValue
 from cnnlab.ops.act import get_activation
 from cnnlab.ops.conv import ConvNormAct
 from cnnlab.ops.cost import Cx, act_cx, concat_cx, elementwise_cx
@@ -121,33 +122,33 @@ def _check(c_in: int, c_out: int, stride: int, groups: int, grouped_first: bool)
     """Refuse a unit whose widths the paper's construction cannot build, naming the numbers."""
     name = "ShuffleV1Unit"
     if stride not in (1, 2):
-        raise ValueError(f"{name}: stride must be 1 or 2, got {stride}")
+        raise BadValue(f"{name}: stride must be 1 or 2, got {stride}")
     if groups < 1:
-        raise ValueError(f"{name}: groups must be >= 1, got {groups}")
+        raise BadValue(f"{name}: groups must be >= 1, got {groups}")
     if min(c_in, c_out) < 1:
-        raise ValueError(f"{name}: channel counts must be >= 1; got c_in={c_in}, c_out={c_out}")
+        raise BadValue(f"{name}: channel counts must be >= 1; got c_in={c_in}, c_out={c_out}")
     if stride == 1 and c_in != c_out:
-        raise ValueError(
+        raise BadValue(
             f"{name}: a stride-1 unit adds its input and needs c_in == c_out; "
             f"got c_in={c_in}, c_out={c_out}"
         )
     if stride == 2 and c_out <= c_in:
-        raise ValueError(
+        raise BadValue(
             f"{name}: a stride-2 unit concatenates its input and needs c_out > c_in; "
             f"got c_in={c_in}, c_out={c_out}"
         )
     mid, main = unit_widths(c_in, c_out, stride)
     if mid < 1 or mid % groups:
-        raise ValueError(
+        raise BadValue(
             f"{name}: bottleneck width c_out // 4 = {mid} (c_out={c_out}) must be a positive "
             f"multiple of groups={groups}; choose c_out a multiple of 4 * groups = {4 * groups}"
         )
     if main % groups:
-        raise ValueError(
+        raise BadValue(
             f"{name}: main-branch output {main} (c_in={c_in}, c_out={c_out}, stride={stride}) is "
             f"not divisible by groups={groups}"
         )
     if grouped_first and c_in % groups:
-        raise ValueError(
+        raise BadValue(
             f"{name}: c_in={c_in} is not divisible by groups={groups} of the first 1x1 conv"
         )

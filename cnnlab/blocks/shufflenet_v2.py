@@ -7,6 +7,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from cnnlab.errors import BadValue
 from cnnlab.ops.conv import ConvNormAct
 from cnnlab.ops.cost import Cx, concat_cx
 from cnnlab.ops.se import SqueezeExcite
@@ -118,16 +119,16 @@ class ShuffleV2Unit(nn.Module):
 def _check(c_in: int, c_out: int, stride: int, layout: str) -> None:
     name = "ShuffleV2Unit"
     if layout not in LAYOUTS:
-        raise ValueError(f"{name}: unknown layout={layout!r}; choose one of {', '.join(LAYOUTS)}")
+        raise BadValue(f"{name}: unknown layout={layout!r}; choose one of {', '.join(LAYOUTS)}")
     if stride == 1 and (c_in != c_out or c_in % 2):
-        raise ValueError(
+        raise BadValue(
             f"{name}: a stride-1 unit splits its input in half and needs c_in == c_out, even; "
             f"got c_in={c_in}, c_out={c_out}"
         )
     if stride == 2 and (c_out % 2 or (layout == "paper" and c_out <= c_in)):
-        raise ValueError(
+        raise BadValue(
             f"{name}: a stride-2 unit needs an even c_out greater than c_in; "
             f"got c_in={c_in}, c_out={c_out}"
         )
     if stride not in (1, 2):
-        raise ValueError(f"{name}: stride must be 1 or 2, got {stride}")
+        raise BadValue(f"{name}: stride must be 1 or 2, got {stride}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cnnlab.errors import BadValue
 from cnnlab.ops.act import get_activation
 from cnnlab.ops.conv import ConvNormAct, SeparableConv
 from cnnlab.ops.cost import Cx, act_cx, elementwise_cx
@@ -90,8 +91,8 @@ class XceptionBlock(nn.Module):
 
 def _check(c_in: int, c_out: int, reps: int, stride: int) -> None:
     if min(c_in, c_out) < 1:
-        raise ValueError(f"XceptionBlock: widths must be >= 1, got c_in={c_in}, c_out={c_out}")
+        raise BadValue(f"XceptionBlock: widths must be >= 1, got c_in={c_in}, c_out={c_out}")
     if reps < 1:
-        raise ValueError(f"XceptionBlock: reps must be >= 1, got {reps}")
+        raise BadValue(f"XceptionBlock: reps must be >= 1, got {reps}")
     if stride not in (1, 2):
-        raise ValueError(f"XceptionBlock: stride must be 1 or 2, got {stride}")
+        raise BadValue(f"XceptionBlock: stride must be 1 or 2, got {stride}")

@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from cnnlab.analysis.allocator import retain_freed_memory
+from cnnlab.errors import UserError
+from cnnlab.measure.allocator import retain_freed_memory
 from cnnlab.models import get_entry
 
 app = typer.Typer(
@@ -76,7 +77,7 @@ def settings_line(s) -> str:
     )
 
 
-class UsageError(Exception):
+class UsageError(UserError):
     """Bad input from the command line: reported in one line, exit status 2."""
 
 

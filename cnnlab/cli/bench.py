@@ -11,10 +11,6 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cnnlab.analysis.allocator import malloc_mode
-from cnnlab.analysis.bench import bench_levels, run_bench, write_bench
-from cnnlab.analysis.deploy import BACKENDS, default_backend
-from cnnlab.analysis.latency import check_device
 from cnnlab.cli.app import (
     AsJson,
     Device,
@@ -26,6 +22,10 @@ from cnnlab.cli.app import (
     parse_input_size,
     writable_folder,
 )
+from cnnlab.deployment.select import BACKENDS, default_backend
+from cnnlab.measure.allocator import malloc_mode
+from cnnlab.measure.latency import check_device
+from cnnlab.speedlab.bench import bench_levels, run_bench, write_bench
 
 
 def _batch_sizes(text: str) -> list[int]:

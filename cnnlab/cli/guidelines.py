@@ -10,14 +10,6 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from cnnlab.analysis.guidelines import (
-    TITLES,
-    GuidelineResults,
-    check_guideline_args,
-    run_guidelines,
-    write_guidelines,
-)
-from cnnlab.analysis.lint import GUIDELINES, LintReport, lint
 from cnnlab.cli.app import (
     AsJson,
     Backend,
@@ -31,6 +23,14 @@ from cnnlab.cli.app import (
     parse_input_size,
     writable_folder,
 )
+from cnnlab.speedlab.guidelines.experiments import (
+    TITLES,
+    GuidelineResults,
+    check_guideline_args,
+    run_guidelines,
+    write_guidelines,
+)
+from cnnlab.speedlab.guidelines.lint import GUIDELINES, LintReport, lint
 
 OptionalInt = Optional[int]  # noqa: UP045  (typer reads annotations at run time on Python 3.10)
 

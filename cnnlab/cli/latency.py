@@ -10,8 +10,6 @@ import torch
 import typer
 from rich.table import Table
 
-from cnnlab.analysis.deploy import BACKENDS, CANDIDATES, deploy
-from cnnlab.analysis.latency import MODES, Contender, Latency, compare_latency, measure_latency
 from cnnlab.cli.app import (
     AsJson,
     Backend,
@@ -25,6 +23,8 @@ from cnnlab.cli.app import (
     model_input_size,
     settings_line,
 )
+from cnnlab.deployment.select import BACKENDS, CANDIDATES, deploy
+from cnnlab.measure.latency import MODES, Contender, Latency, compare_latency, measure_latency
 from cnnlab.models import get_entry
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}

@@ -15,20 +15,6 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-import cnnlab
-from cnnlab.analysis.lut import (
-    NN_METER_TOLERANCE,
-    SOURCES,
-    LatencyTable,
-    LutRow,
-    Prediction,
-    build_lut,
-    evaluate_lut,
-    load_lut,
-    measure_like,
-    predict_latency,
-)
-from cnnlab.analysis.lut_regress import Synthetic
 from cnnlab.cli.app import (
     AsJson,
     BatchSize,
@@ -40,6 +26,20 @@ from cnnlab.cli.app import (
     console,
     parse_input_size,
     writable_file,
+)
+from cnnlab.models import list_models
+from cnnlab.speedlab.lut.regress import Synthetic
+from cnnlab.speedlab.lut.table import (
+    NN_METER_TOLERANCE,
+    SOURCES,
+    LatencyTable,
+    LutRow,
+    Prediction,
+    build_lut,
+    evaluate_lut,
+    load_lut,
+    measure_like,
+    predict_latency,
 )
 
 lut_app = typer.Typer(
@@ -82,7 +82,7 @@ def default_path(device: str, threads: int, batch_size: int, backend: str | None
 
 def select_models(text: str) -> list[str]:
     """Registered names from a comma-separated list of names and fnmatch patterns."""
-    registered = cnnlab.list_models()
+    registered = list_models()
     names: list[str] = []
     for item in (t.strip() for t in text.split(",")):
         matches = [item] if item in registered else fnmatch.filter(registered, item)

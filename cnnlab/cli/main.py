@@ -13,19 +13,22 @@ import cnnlab.cli.lut  # noqa: F401  (registers the lut sub-app)
 import cnnlab.cli.speed  # noqa: F401  (registers breakdown and roofline)
 import cnnlab.cli.train  # noqa: F401  (registers train and eval)
 from cnnlab.cli import bench, zoo  # noqa: F401  (register their commands)
-from cnnlab.cli.app import UsageError, app, parse_input_size
+from cnnlab.cli.app import app, parse_input_size
+from cnnlab.errors import UserError
 
 __all__ = ["app", "main", "parse_input_size"]
 
+BUG_LINE = "cnnlab: internal error (a bug in cnnlab, not in your input); the traceback follows"
 INTERRUPTED = 130  # the shell's status for a process stopped by SIGINT (128 + 2)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: bad input becomes one line on stderr and exit status 2, never a traceback."""
+    """Entry point: bad input becomes one line on stderr and exit status 2, never a traceback;
+    any other exception is a bug in cnnlab and keeps its traceback, with a line saying so."""
     args = sys.argv[1:] if argv is None else list(argv)
     try:
         result = app(args=args or ["--help"], standalone_mode=False)
-    except (UsageError, ValueError, TypeError) as e:
+    except UserError as e:
         print(f"cnnlab: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -35,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(e, "format_message") and hasattr(e, "exit_code"):
             print(f"cnnlab: error: {e.format_message()} (see cnnlab --help)", file=sys.stderr)
             return 2
+        print(BUG_LINE, file=sys.stderr)
         raise
     if result == INTERRUPTED:  # typer turns Ctrl-C inside a command into this exit status
         print("cnnlab: interrupted; files already written are complete", file=sys.stderr)

@@ -10,9 +10,6 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from cnnlab.analysis import breakdown as bd
-from cnnlab.analysis import roofline as rl
-from cnnlab.analysis.latency import check_device, check_settings
 from cnnlab.cli.app import (
     AsJson,
     Backend,
@@ -28,7 +25,10 @@ from cnnlab.cli.app import (
     settings_line,
     writable_folder,
 )
+from cnnlab.measure.latency import check_device, check_settings
 from cnnlab.models import get_entry
+from cnnlab.speedlab import breakdown as bd
+from cnnlab.speedlab import roofline as rl
 
 
 def _out_dir(out: Path | None, command: str) -> Path:

@@ -8,9 +8,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-import cnnlab
-from cnnlab.analysis.complexity import Complexity
-from cnnlab.analysis.report import models_markdown
 from cnnlab.cli.app import (
     AsJson,
     InputSize,
@@ -20,7 +17,9 @@ from cnnlab.cli.app import (
     model_input_size,
     parse_input_size,
 )
-from cnnlab.models import get_entry
+from cnnlab.counting.analytic import Complexity, complexity
+from cnnlab.counting.report import models_markdown
+from cnnlab.models import get_entry, list_models
 
 
 def _millions(n: int) -> str:
@@ -56,10 +55,10 @@ def models(
         print(models_markdown(), end="")
         return
     size = parse_input_size(input_size)
-    names = cnnlab.list_models(pattern)
+    names = list_models(pattern)
     if not names:
         raise UsageError(f"no model matches {pattern!r}; `cnnlab models` lists them all")
-    rows = [_summary(n, cnnlab.complexity(n, size or get_entry(n).input_size)) for n in names]
+    rows = [_summary(n, complexity(n, size or get_entry(n).input_size)) for n in names]
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -88,7 +87,7 @@ def info(
 ) -> None:
     """Per-layer table of a model: output shape, params, MACs, memory access, and totals."""
     size = model_input_size(model, input_size)
-    c = cnnlab.complexity(model, size)
+    c = complexity(model, size)
     layers = [
         {
             "name": r.name,

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cnnlab.blocks.clc import CLCBlock
+from cnnlab.errors import BadValue
 from cnnlab.models.net import Layer, NetConfig, Plan
 from cnnlab.models.registry import Family, PaperFigures, register_model
 from cnnlab.ops.conv import ConvNormAct
@@ -37,9 +38,7 @@ class CLCNetConfig(NetConfig):
     def check(self) -> None:
         super().check()
         if len(self.repeats) != 4 or min(self.repeats) < 0:
-            raise ValueError(
-                f"clcNet repeats are four counts (a, b, c, d) >= 0; got {self.repeats}"
-            )
+            raise BadValue(f"clcNet repeats are four counts (a, b, c, d) >= 0; got {self.repeats}")
 
 
 def plan(cfg: CLCNetConfig) -> Plan:

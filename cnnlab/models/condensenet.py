@@ -33,6 +33,7 @@ from cnnlab.blocks.condense import (
     kept_width,
 )
 from cnnlab.blocks.dense import NormAct
+from cnnlab.errors import BadType, BadValue
 from cnnlab.models.net import Layer, Net, NetConfig, Plan, plan_cost
 from cnnlab.models.registry import Family, PaperFigures, get_entry, model_config, register_model
 from cnnlab.ops.conv import ConvNormAct
@@ -58,14 +59,14 @@ class CondenseNetConfig(NetConfig):
     def check(self) -> None:
         super().check()
         if not self.stages or min(self.stages) < 1:
-            raise ValueError(f"CondenseNet: stages must be layer counts >= 1, got {self.stages}")
+            raise BadValue(f"CondenseNet: stages must be layer counts >= 1, got {self.stages}")
         if len(self.growth) != len(self.stages) or min(self.growth) < 1:
-            raise ValueError(
+            raise BadValue(
                 f"CondenseNet: growth needs one rate >= 1 per stage; got growth={self.growth} "
                 f"for stages={self.stages}"
             )
         if self.bottleneck < 1 or self.init_stride < 1:
-            raise ValueError(
+            raise BadValue(
                 f"CondenseNet: bottleneck and init_stride must be >= 1, got "
                 f"{self.bottleneck} and {self.init_stride}"
             )
@@ -152,12 +153,12 @@ def _training_fc(model: Net) -> nn.Linear:
     """The full classifier of a training-time CondenseNet, or a ValueError saying what is wrong."""
     cfg = getattr(model, "cfg", None)
     if not isinstance(model, Net) or not isinstance(cfg, CondenseNetConfig) or cfg.condensed:
-        raise ValueError(
+        raise BadValue(
             "expected a training-time CondenseNet, e.g. "
             "create_model('condensenet74_c4_g4', condensed=False)"
         )
     if cfg.num_classes == 0:
-        raise ValueError(
+        raise BadValue(
             "CondenseNet conversion selects the classifier's inputs by its weights; the model "
             "has num_classes=0 (no classifier): reset_classifier(n) and train it first"
         )
@@ -179,7 +180,7 @@ def condensenet_paper_flops(
     else:
         cfg = model_or_name.cfg if isinstance(model_or_name, Net) else model_or_name
         if not isinstance(cfg, CondenseNetConfig):
-            raise TypeError(f"condensenet_paper_flops: not a CondenseNet: {type(cfg).__name__}")
+            raise BadType(f"condensenet_paper_flops: not a CondenseNet: {type(cfg).__name__}")
         input_size = input_size or (cfg.in_chans, 224, 224)
     p = plan(cfg)
     rows = plan_cost(cfg, p, input_size)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from cnnlab.blocks.dense import DenseLayer, NormAct, Transition, check_growth, compressed_width
+from cnnlab.errors import BadValue
 from cnnlab.models.net import Layer, NetConfig, Plan
 from cnnlab.models.registry import Family, PaperFigures, register_model
 from cnnlab.models.torchvision_port import register_port
@@ -37,9 +38,9 @@ class DenseNetConfig(NetConfig):
         check_growth(self.growth, self.bn_size)
         compressed_width(max(self.stem, 2), self.compression)
         if not self.blocks or min(self.blocks) < 1:
-            raise ValueError(f"DenseNet: blocks must be layer counts >= 1, got {self.blocks}")
+            raise BadValue(f"DenseNet: blocks must be layer counts >= 1, got {self.blocks}")
         if self.stem < 1:
-            raise ValueError(f"DenseNet: stem width must be >= 1, got {self.stem}")
+            raise BadValue(f"DenseNet: stem width must be >= 1, got {self.stem}")
 
 
 def plan(cfg: DenseNetConfig) -> Plan:
@@ -74,7 +75,7 @@ def _densenet_config(tv: nn.Module) -> DenseNetConfig:
     dense = [m for n, m in f.named_children() if n.startswith("denseblock")]
     first = dense[0].denselayer1
     if first.drop_rate > 0:
-        raise ValueError(
+        raise BadValue(
             f"cannot port a DenseNet with drop_rate={first.drop_rate} inside its dense layers; "
             "build it with drop_rate=0"
         )

@@ -32,6 +32,7 @@ import torch
 
 from cnnlab.blocks.dense import DenseLayer, check_growth
 from cnnlab.blocks.dsod import CeilMaxPool, DenseScale, LearnReuse, PreActConv
+from cnnlab.errors import BadValue
 from cnnlab.models.net import Layer, Net, NetConfig, Plan
 from cnnlab.models.registry import Family, PaperFigures, register_model
 from cnnlab.ops.conv import ConvNormAct
@@ -53,13 +54,13 @@ class DSODConfig(NetConfig):
         super().check()
         check_growth(self.growth, self.bn_size)
         if len(self.blocks) < 3 or min(self.blocks) < 1:
-            raise ValueError(
+            raise BadValue(
                 f"DSOD: blocks must be >= 3 layer counts >= 1 (two before scale 1), got {self.blocks}"
             )
         if len(self.stem) != 3 or min(self.stem) < 1:
-            raise ValueError(f"DSOD: stem must be three widths >= 1, got {self.stem}")
+            raise BadValue(f"DSOD: stem must be three widths >= 1, got {self.stem}")
         if not self.halves or min(self.halves) < 1:
-            raise ValueError(f"DSOD: halves must be widths >= 1, got {self.halves}")
+            raise BadValue(f"DSOD: halves must be widths >= 1, got {self.halves}")
 
 
 def plan(cfg: DSODConfig) -> Plan:

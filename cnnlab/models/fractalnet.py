@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cnnlab.blocks.fractal import DropPath, DropPathSampler, FractalBlock, check_columns
+from cnnlab.errors import BadValue
 from cnnlab.models.net import Layer, NetConfig, Plan
 from cnnlab.models.registry import Family, PaperFigures, register_model
 from cnnlab.ops.pool import MaxPool
@@ -45,7 +46,7 @@ class FractalNetConfig(NetConfig):
         super().check()
         check_columns(self.columns)
         if not self.widths or min(self.widths) < 1:
-            raise ValueError(f"FractalNet: widths must be channel counts >= 1, got {self.widths}")
+            raise BadValue(f"FractalNet: widths must be channel counts >= 1, got {self.widths}")
         DropPath(self.p_local, self.global_ratio)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from cnnlab.blocks.inception import BasicConv, GoogLeNetInception, TransformInput
+from cnnlab.errors import BadValue
 from cnnlab.models.net import Layer, NetConfig, Plan
 from cnnlab.models.registry import Family, PaperFigures, register_model
 from cnnlab.models.torchvision_port import register_port
@@ -47,12 +48,12 @@ class GoogLeNetConfig(NetConfig):
     def check(self) -> None:
         super().check()
         if self.branch3_kernel not in (3, 5):
-            raise ValueError(
+            raise BadValue(
                 f"GoogLeNet: branch3_kernel must be 5 (the paper) or 3 (torchvision), "
                 f"got {self.branch3_kernel}"
             )
         if self.transform_input and self.in_chans != 3:
-            raise ValueError(f"transform_input needs in_chans=3, got {self.in_chans}")
+            raise BadValue(f"transform_input needs in_chans=3, got {self.in_chans}")
 
 
 def plan(cfg: GoogLeNetConfig) -> Plan:
@@ -86,7 +87,7 @@ FAMILY = Family("googlenet", GoogLeNetConfig, plan)
 def _googlenet_config(tv: nn.Module) -> GoogLeNetConfig:
     """Read the module widths, third-branch kernel and input transform off torchvision's model."""
     if tv.aux1 is not None or tv.aux2 is not None:
-        raise ValueError(
+        raise BadValue(
             "cannot port a GoogLeNet with auxiliary classifiers (cnnlab's has none); build it "
             "with torchvision.models.googlenet(aux_logits=False, init_weights=False)"
         )

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from cnnlab.blocks.gunn import GunnLayer, segment_width
+from cnnlab.errors import BadValue
 from cnnlab.models.net import Layer, NetConfig, Plan
 from cnnlab.models.registry import Family, PaperFigures, register_model
 from cnnlab.ops.conv import ConvNormAct
@@ -46,18 +47,18 @@ class GUNNConfig(NetConfig):
     def check(self) -> None:
         super().check()
         if self.stem not in STEMS or self.pool not in POOLS:
-            raise ValueError(
+            raise BadValue(
                 f"GUNN: stem must be one of {STEMS} and pool one of {POOLS}, "
                 f"got {self.stem!r}, {self.pool!r}"
             )
         if not self.widths or len(self.widths) != len(self.segments):
-            raise ValueError(
+            raise BadValue(
                 f"GUNN: widths {self.widths} and segments {self.segments} need one entry per stage"
             )
         for c, k in zip(self.widths, self.segments, strict=True):
             segment_width(c, k)
         if self.stem_width < 1 or self.final < 0:
-            raise ValueError(
+            raise BadValue(
                 f"GUNN: stem_width must be >= 1 and final >= 0, got {self.stem_width}, {self.final}"
             )
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cnnlab.blocks.igc import IGCResidualBlock, IGCV3Block, InterleavedGroupConv
+from cnnlab.errors import BadValue
 from cnnlab.models.net import Layer, NetConfig, Plan
 from cnnlab.models.registry import Family, PaperFigures, register_model
 from cnnlab.ops.act import check_activation
@@ -71,13 +72,13 @@ class IGCNetConfig(NetConfig):
     def check(self) -> None:
         super().check()
         if self.stem < 1 or self.stem_k < 1 or self.stem_stride < 1:
-            raise ValueError(
+            raise BadValue(
                 f"IGCNet stem width, kernel and stride must be >= 1; got stem={self.stem}, "
                 f"stem_k={self.stem_k}, stem_stride={self.stem_stride}"
             )
         for row in self.stages:
             if len(row) != 4 or min(row) < 1:
-                raise ValueError(
+                raise BadValue(
                     f"IGCNet stage rows are (c, L, n, s) with all values >= 1; got {row}"
                 )
 
@@ -132,15 +133,13 @@ class IGCV3Config(NetConfig):
         super().check()
         check_activation(self.act)
         if min(self.g1, self.g2, self.stem, self.last) < 1:
-            raise ValueError(
+            raise BadValue(
                 f"IGCV3: g1, g2, stem and last must be >= 1; got g1={self.g1}, g2={self.g2}, "
                 f"stem={self.stem}, last={self.last}"
             )
         for row in self.table:
             if len(row) != 4 or min(row) < 1:
-                raise ValueError(
-                    f"IGCV3 table rows are (t, c, n, s) with all values >= 1; got {row}"
-                )
+                raise BadValue(f"IGCV3 table rows are (t, c, n, s) with all values >= 1; got {row}")
 
 
 def plan_igcv3(cfg: IGCV3Config) -> Plan:

@@ -22,6 +22,7 @@ from cnnlab.blocks.inception import (
     InceptionE,
     TransformInput,
 )
+from cnnlab.errors import BadValue
 from cnnlab.models.net import Layer, NetConfig, Plan
 from cnnlab.models.registry import Family, PaperFigures, register_model
 from cnnlab.models.torchvision_port import register_port
@@ -43,9 +44,9 @@ class InceptionV3Config(NetConfig):
         for name in ("pool_features", "c7"):
             widths = getattr(self, name)
             if not widths or min(widths) < 1:
-                raise ValueError(f"Inception v3: {name} must be widths >= 1, got {widths}")
+                raise BadValue(f"Inception v3: {name} must be widths >= 1, got {widths}")
         if self.transform_input and self.in_chans != 3:
-            raise ValueError(f"transform_input needs in_chans=3, got {self.in_chans}")
+            raise BadValue(f"transform_input needs in_chans=3, got {self.in_chans}")
 
 
 def plan(cfg: InceptionV3Config) -> Plan:

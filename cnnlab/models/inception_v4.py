@@ -25,6 +25,7 @@ from cnnlab.blocks.inception_v4 import (
     StemB,
     StemC,
 )
+from cnnlab.errors import BadValue
 from cnnlab.models.net import Layer, NetConfig, Plan
 from cnnlab.models.registry import Family, PaperFigures, register_model
 from cnnlab.models.timm_port import register_timm_port
@@ -47,11 +48,11 @@ class InceptionV4Config(NetConfig):
     def check(self) -> None:
         super().check()
         if len(self.blocks) != 3 or min(self.blocks) < 1:
-            raise ValueError(
+            raise BadValue(
                 f"Inception-v4: blocks must be three module counts >= 1 (A, B, C), got {self.blocks}"
             )
         if len(self.reduction_a) != 4 or min(self.reduction_a) < 1:
-            raise ValueError(
+            raise BadValue(
                 f"Inception-v4: reduction_a must be four widths >= 1 (k, l, m, n), "
                 f"got {self.reduction_a}"
             )
@@ -100,12 +101,12 @@ def _timm_config(m: nn.Module) -> InceptionV4Config:
     kinds = [type(f).__name__ for f in m.features]
     first = m.features[0]
     if first.bn.eps != 1e-3 or type(first.bn.act).__name__ != "ReLU":
-        raise ValueError(
+        raise BadValue(
             f"cannot port an InceptionV4 with norm eps {first.bn.eps} and activation "
             f"{type(first.bn.act).__name__}; supported: eps 1e-3 and ReLU (timm's defaults)"
         )
     if m.global_pool.pool_type != "avg":
-        raise ValueError(
+        raise BadValue(
             f"cannot port an InceptionV4 with global_pool={m.global_pool.pool_type!r}; "
             f"supported: 'avg'"
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cnnlab.errors import BadValue
 from cnnlab.models.net import Layer, NetConfig, Plan
 from cnnlab.models.registry import Family, PaperFigures, register_model, width_tag
 from cnnlab.ops.act import check_activation
@@ -60,15 +61,15 @@ class MobileNetV1Config(NetConfig):
         super().check()
         check_activation(self.act)
         if self.width <= 0:
-            raise ValueError(f"width multiplier must be > 0, got width={self.width}")
+            raise BadValue(f"width multiplier must be > 0, got width={self.width}")
         if self.mid not in SEPARABLE_MIDS:
-            raise ValueError(f"unknown mid={self.mid!r}; choose one of {', '.join(SEPARABLE_MIDS)}")
+            raise BadValue(f"unknown mid={self.mid!r}; choose one of {', '.join(SEPARABLE_MIDS)}")
         if not self.table or any(len(row) != 2 for row in self.table):
-            raise ValueError(f"table must be rows of (c, s), got {self.table}")
+            raise BadValue(f"table must be rows of (c, s), got {self.table}")
         widths = [("conv1", self.stem)] + [(f"sep{i}", c) for i, (c, _) in enumerate(self.table, 1)]
         for name, c in widths:
             if scaled(c, self.width) < 1:
-                raise ValueError(
+                raise BadValue(
                     f"layer {name!r}: width={self.width} leaves int({c} * {self.width}) = "
                     f"{scaled(c, self.width)} channels; use a larger width or more channels"
                 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cnnlab.blocks.inverted_residual import InvertedResidual
+from cnnlab.errors import BadValue
 from cnnlab.models.net import Layer, NetConfig, Plan
 from cnnlab.models.registry import Family, PaperFigures, register_model, width_tag
 from cnnlab.ops.conv import ConvNormAct
@@ -50,12 +51,12 @@ class MobileNetV2Config(NetConfig):
     def check(self) -> None:
         super().check()
         if self.width <= 0:
-            raise ValueError(f"width multiplier must be > 0, got {self.width}")
+            raise BadValue(f"width multiplier must be > 0, got {self.width}")
         if self.round_to < 1:
-            raise ValueError(f"round_to must be >= 1, got {self.round_to}")
+            raise BadValue(f"round_to must be >= 1, got {self.round_to}")
         for row in self.table:
             if len(row) != 4 or min(row) < 1:
-                raise ValueError(f"table rows are (t, c, n, s) with all values >= 1; got {row}")
+                raise BadValue(f"table rows are (t, c, n, s) with all values >= 1; got {row}")
 
     def channels(self, c: float) -> int:
         return make_divisible(c * self.width, self.round_to)

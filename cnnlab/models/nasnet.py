@@ -22,6 +22,7 @@ from torch import nn
 
 from cnnlab.blocks.genotype import CellGenotype, Genotype
 from cnnlab.blocks.nas_cells import CellStack, StemConv, chain_cells
+from cnnlab.errors import BadValue
 from cnnlab.models.net import Layer, NetConfig, Plan
 from cnnlab.models.registry import Family, PaperFigures, register_model
 from cnnlab.models.timm_port import register_timm_port
@@ -64,14 +65,14 @@ class NasNetConfig(NetConfig):
     def check(self) -> None:
         super().check()
         if self.n < 1 or self.f < 4 or self.stem < 1:
-            raise ValueError(
+            raise BadValue(
                 f"need n >= 1 cells per stack, f >= 4 filters and stem >= 1, got n={self.n}, "
                 f"f={self.f}, stem={self.stem}"
             )
         if self.stem_cells not in (0, 1, 2):
-            raise ValueError(f"stem_cells must be 0, 1 or 2, got {self.stem_cells}")
+            raise BadValue(f"stem_cells must be 0, 1 or 2, got {self.stem_cells}")
         if not isinstance(self.genotype, Genotype) or self.genotype.reduce is None:
-            raise ValueError("genotype must be a Genotype with a reduction cell")
+            raise BadValue("genotype must be a Genotype with a reduction cell")
 
 
 def cell_rows(cfg: NasNetConfig) -> list[tuple[str, CellGenotype, int, bool, bool]]:
@@ -130,7 +131,7 @@ def _timm_config(m: nn.Module) -> NasNetConfig:
     """timm's NASNetALarge: 6 @ num_features with TF 'SAME' padding (``pad_type='same'``)."""
     dw = m.cell_stem_0.comb_iter_0_left.separable_1.depthwise_conv2d
     if type(dw).__name__ != "Conv2dSame":
-        raise ValueError(
+        raise BadValue(
             "cannot port a NASNetALarge built without pad_type='same': cnnlab's NAS cells pad "
             "as TF 'SAME' (timm.create_model('nasnetalarge') does)"
         )

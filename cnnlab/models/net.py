@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from cnnlab.blocks.head import ClassifierHead
+from cnnlab.errors import BadValue
 from cnnlab.ops.cost import Cx
 
 
@@ -42,18 +43,18 @@ class NetConfig:
     def check(self) -> None:
         """Refuse impossible values of the common fields."""
         if self.small_input and not self.SMALL_INPUT:
-            raise ValueError(
+            raise BadValue(
                 f"{type(self).__name__} has no small-input (CIFAR-style) stem; use "
                 f"small_input=False and an input of the model's size, or another family"
             )
         if self.in_chans < 1:
-            raise ValueError(f"in_chans must be >= 1, got {self.in_chans}")
+            raise BadValue(f"in_chans must be >= 1, got {self.in_chans}")
         if self.num_classes < 0:
-            raise ValueError(
+            raise BadValue(
                 f"num_classes must be >= 0 (0 removes the classifier), got {self.num_classes}"
             )
         if not 0.0 <= self.drop_rate < 1.0:
-            raise ValueError(f"drop_rate must be in [0, 1), got {self.drop_rate}")
+            raise BadValue(f"drop_rate must be in [0, 1), got {self.drop_rate}")
 
 
 class Layer:
@@ -85,13 +86,13 @@ class Layer:
         try:
             return self.block(**self.args)
         except ValueError as e:
-            raise ValueError(f"layer {self.name!r}: {e}") from None
+            raise BadValue(f"layer {self.name!r}: {e}") from None
 
     def cost(self, cx: Cx) -> Cx:
         try:
             return self.block.complexity(cx, **self.args)
         except ValueError as e:
-            raise ValueError(f"layer {self.name!r}: {e}") from None
+            raise BadValue(f"layer {self.name!r}: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -114,10 +115,14 @@ class CostRow(NamedTuple):
 class Net(nn.Module):
     """Feature layers from a plan + :class:`ClassifierHead`; the cnnlab model contract."""
 
-    def __init__(self, cfg: NetConfig, plan: Plan) -> None:
+    def __init__(
+        self, cfg: NetConfig, plan: Plan, input_size: tuple[int, int, int] | None = None
+    ) -> None:
         super().__init__()
         self.cfg = cfg
         self.plan = plan
+        # the input it is counted and timed at unless told otherwise: a registered model's own
+        self.default_input_size = tuple(input_size or (cfg.in_chans, 224, 224))
         self.num_features = plan.num_features
         self.features = nn.Sequential()
         for layer in plan.layers:
@@ -224,7 +229,7 @@ def plan_cost(cfg: NetConfig, plan: Plan, input_size: tuple[int, int, int]) -> l
     """The analytic cost of every layer of ``plan`` and of the head, for one input of input_size."""
     c, h, w = input_size
     if c != cfg.in_chans:
-        raise ValueError(
+        raise BadValue(
             f"input_size has {c} channels but the model takes in_chans={cfg.in_chans}; "
             f"pass input_size=({cfg.in_chans}, {h}, {w})"
         )

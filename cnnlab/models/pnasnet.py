@@ -20,6 +20,7 @@ from torch import nn
 
 from cnnlab.blocks.genotype import CellGenotype, Genotype
 from cnnlab.blocks.nas_cells import CellStack, StemConv, chain_cells
+from cnnlab.errors import BadValue
 from cnnlab.models.net import Layer, NetConfig, Plan
 from cnnlab.models.registry import Family, PaperFigures, register_model
 from cnnlab.models.timm_port import register_timm_port
@@ -49,12 +50,12 @@ class PNasNetConfig(NetConfig):
     def check(self) -> None:
         super().check()
         if self.n < 1 or self.f < 4 or self.stem < 1:
-            raise ValueError(
+            raise BadValue(
                 f"need n >= 1, f >= 4 filters and stem >= 1, got n={self.n}, f={self.f}, "
                 f"stem={self.stem}"
             )
         if not isinstance(self.genotype, Genotype):
-            raise ValueError(f"genotype must be a Genotype, got {type(self.genotype).__name__}")
+            raise BadValue(f"genotype must be a Genotype, got {type(self.genotype).__name__}")
 
 
 def cell_rows(cfg: PNasNetConfig) -> list[tuple[str, CellGenotype, int, bool, bool]]:
@@ -111,7 +112,7 @@ def _timm_config(m: nn.Module) -> PNasNetConfig:
     """timm's PNASNet5Large: one fixed architecture (N = 4, F = 216); 'SAME' padding required."""
     dw = m.cell_stem_0.comb_iter_0_left.separable_1.depthwise_conv2d
     if type(dw).__name__ != "Conv2dSame":
-        raise ValueError(
+        raise BadValue(
             "cannot port a PNASNet5Large built without pad_type='same': cnnlab's NAS cells pad "
             "as TF 'SAME' (timm.create_model('pnasnet5large') does)"
         )

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from cnnlab.errors import BadType, BadValue
 from cnnlab.models.net import Net, NetConfig
 from cnnlab.models.registry import Family
 
@@ -21,10 +22,10 @@ def copy_state(src: nn.Module, dst: nn.Module) -> None:
     """Copy every parameter and buffer of ``src`` into ``dst`` in order, checking shapes."""
     s, d = src.state_dict(), dst.state_dict()
     if len(s) != len(d):
-        raise ValueError(f"cannot port: source has {len(s)} tensors, target {len(d)}")
+        raise BadValue(f"cannot port: source has {len(s)} tensors, target {len(d)}")
     for (ks, vs), (kd, vd) in zip(s.items(), d.items()):
         if vs.shape != vd.shape:
-            raise ValueError(f"cannot port {ks} {tuple(vs.shape)} into {kd} {tuple(vd.shape)}")
+            raise BadValue(f"cannot port {ks} {tuple(vs.shape)} into {kd} {tuple(vd.shape)}")
     dst.load_state_dict(dict(zip(d.keys(), s.values())))
 
 
@@ -42,7 +43,7 @@ class Ports:
         then register its parameters and buffers in the library's order (the copy is by order).
         """
         if cls_name in self._table:
-            raise ValueError(f"a {self.library} port for {cls_name} is already registered")
+            raise BadValue(f"a {self.library} port for {cls_name} is already registered")
         self._table[cls_name] = (family, read_config)
 
     def names(self) -> list[str]:
@@ -53,7 +54,7 @@ class Ports:
         name = type(module).__name__
         ours = type(module).__module__.startswith(self.library + ".")
         if name not in self._table or not ours:
-            raise TypeError(
+            raise BadType(
                 f"{self.entry} supports {self.library}'s {', '.join(self.names())}, got "
                 f"{name}; build it with cnnlab.create_model instead"
             )

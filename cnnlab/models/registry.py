@@ -8,6 +8,7 @@ import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cnnlab.errors import BadType, BadValue
 from cnnlab.models.net import Net, NetConfig, Plan
 
 
@@ -62,13 +63,13 @@ def register_model(
 ) -> None:
     """Register one model variant; a name can be registered only once."""
     if name in _REGISTRY:
-        raise ValueError(f"model {name!r} is already registered")
+        raise BadValue(f"model {name!r} is already registered")
     if not isinstance(cfg, family.config):
-        raise TypeError(f"model {name!r}: config must be a {family.config.__name__}")
+        raise BadType(f"model {name!r}: config must be a {family.config.__name__}")
     try:
         cfg.check()  # once: the config is frozen, so model_config can hand it out unchecked
     except ValueError as e:
-        raise ValueError(f"model {name!r}: {e}") from None
+        raise BadValue(f"model {name!r}: {e}") from None
     _REGISTRY[name] = ModelEntry(name, family, cfg, input_size, paper)
 
 
@@ -84,7 +85,7 @@ def get_entry(name: str) -> ModelEntry:
     except KeyError:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(
+        raise BadValue(
             f"unknown model {name!r}{hint} (`cnnlab models` lists all {len(_REGISTRY)})"
         ) from None
 
@@ -97,7 +98,7 @@ def model_config(name: str, **overrides) -> NetConfig:
     fields = {f.name for f in dataclasses.fields(entry.cfg)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
-        raise TypeError(
+        raise BadType(
             f"{name}: unknown override(s) {', '.join(unknown)}; "
             f"valid fields of {type(entry.cfg).__name__}: {', '.join(sorted(fields))}"
         )
@@ -110,7 +111,19 @@ def create_model(name: str, *, num_classes: int = 1000, in_chans: int = 3, **ove
     """Build the registered model ``name``; ``overrides`` replace fields of its config."""
     entry = get_entry(name)
     cfg = model_config(name, num_classes=num_classes, in_chans=in_chans, **overrides)
-    return Net(cfg, entry.family.plan(cfg))
+    return Net(cfg, entry.family.plan(cfg), (cfg.in_chans, *entry.input_size[1:]))
+
+
+def input_size_of(model_or_name, input_size=None, **overrides) -> tuple[int, int, int]:
+    """The input a model is counted and timed at: ``input_size`` if given, else a name's
+    registered size (with its ``in_chans`` override), else a built model's
+    ``default_input_size`` (a registered model's own), else (3, 224, 224)."""
+    if input_size is not None:
+        return tuple(input_size)
+    if isinstance(model_or_name, str):
+        size = get_entry(model_or_name).input_size
+        return (overrides.get("in_chans", size[0]), *size[1:])
+    return tuple(getattr(model_or_name, "default_input_size", (3, 224, 224)))
 
 
 def width_tag(width: float) -> str:

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from cnnlab.blocks.dense import NormAct
 from cnnlab.blocks.residual_attention import AttentionNeXtModule, PreActProjection, next_unit_args
 from cnnlab.blocks.resnet import Bottleneck
+from cnnlab.errors import BadValue
 from cnnlab.models.net import Layer, NetConfig, Plan
 from cnnlab.models.registry import Family, PaperFigures, register_model
 from cnnlab.ops.conv import ConvNormAct
@@ -80,22 +81,22 @@ class ResidualAttentionConfig(NetConfig):
     def check(self) -> None:
         super().check()
         if self.unit not in UNITS:
-            raise ValueError(
+            raise BadValue(
                 f"unknown unit={self.unit!r}; choose 'preact' (Attention-N) or 'resnext' "
                 f"(AttentionNeXt-N)"
             )
         if len(self.modules) != len(STAGES) or min(self.modules) < 0:
-            raise ValueError(
+            raise BadValue(
                 f"modules must be {len(STAGES)} attention-module counts >= 0 (stages 1-3), "
                 f"got {self.modules}"
             )
         if self.p < 0 or self.t < 1 or self.r < 1:
-            raise ValueError(
+            raise BadValue(
                 f"needs p >= 0, t >= 1 and r >= 1 (Wang et al. use 1, 2, 1); got p={self.p}, "
                 f"t={self.t}, r={self.r}"
             )
         if self.last_units < 1 or self.stem < 1:
-            raise ValueError(
+            raise BadValue(
                 f"last_units and stem must be >= 1, got last_units={self.last_units}, "
                 f"stem={self.stem}"
             )

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from cnnlab.blocks.resnet import EXPANSION, STRIDE_IN, BasicBlock, Bottleneck, bottleneck_width
+from cnnlab.errors import BadValue
 from cnnlab.models.net import Layer, NetConfig, Plan
 from cnnlab.models.registry import Family, PaperFigures, register_model
 from cnnlab.models.torchvision_port import register_port
@@ -68,27 +69,27 @@ class ResNetConfig(NetConfig):
     def check(self) -> None:
         super().check()
         if self.block not in BLOCKS:
-            raise ValueError(f"unknown block {self.block!r}; choose 'basic' or 'bottleneck'")
+            raise BadValue(f"unknown block {self.block!r}; choose 'basic' or 'bottleneck'")
         if self.stride_in not in STRIDE_IN:
-            raise ValueError(
+            raise BadValue(
                 f"unknown stride_in={self.stride_in!r}; choose '3x3' (torchvision, v1.5) or "
                 f"'1x1' (original Caffe ResNet, SENet)"
             )
         if len(self.layers) != 4 or min(self.layers) < 1:
-            raise ValueError(f"layers must be 4 block counts >= 1, got {self.layers}")
+            raise BadValue(f"layers must be 4 block counts >= 1, got {self.layers}")
         if min(self.groups, self.base_width, self.stem) < 1 or self.se < 0 or self.root < 0:
-            raise ValueError(
+            raise BadValue(
                 f"groups, base_width, stem must be >= 1 and se, root >= 0; got groups="
                 f"{self.groups}, base_width={self.base_width}, stem={self.stem}, se={self.se}, "
                 f"root={self.root}"
             )
         if self.block == "basic" and (self.groups, self.base_width, self.root) != (1, 64, 0):
-            raise ValueError(
+            raise BadValue(
                 "basic blocks support only groups=1, base_width=64, root=0 (as torchvision); "
                 "use block='bottleneck' for ResNeXt or Deep Roots"
             )
         if self.root and self.groups != 1:
-            raise ValueError(f"set root={self.root} or groups={self.groups}, not both")
+            raise BadValue(f"set root={self.root} or groups={self.groups}, not both")
 
     def block_args(self, planes: int) -> dict:
         """Arguments of one block of a stage with ``planes``, beyond c_in/planes/stride."""
@@ -133,7 +134,7 @@ def _torchvision_config(tv: nn.Module) -> ResNetConfig:
         n for n, m in tv.named_modules() if isinstance(m, nn.Conv2d) and m.dilation != (1, 1)
     ]
     if dilated:
-        raise ValueError(
+        raise BadValue(
             f"cannot port a dilated ResNet (replace_stride_with_dilation): {dilated[0]} has "
             f"dilation; build it without dilation"
         )

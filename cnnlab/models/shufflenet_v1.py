@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cnnlab.blocks.shufflenet_v1 import ShuffleV1Unit
+from cnnlab.errors import BadValue
 from cnnlab.models.net import Layer, NetConfig, Plan
 from cnnlab.models.registry import Family, PaperFigures, register_model, width_tag
 from cnnlab.ops.act import check_activation
@@ -80,16 +81,16 @@ class ShuffleNetV1Config(NetConfig):
         super().check()
         check_activation(self.act)
         if self.groups not in GROUPS:
-            raise ValueError(
+            raise BadValue(
                 f"groups={self.groups} is not one of Table 1's {', '.join(map(str, GROUPS))}"
             )
         if len(self.stage_channels) != len(self.repeats):
-            raise ValueError(
+            raise BadValue(
                 f"stage_channels {self.stage_channels} and repeats {self.repeats} must have the "
                 "same length (one entry per stage)"
             )
         if min(self.stage_channels + (self.stem,)) < 1 or min(self.repeats) < 1:
-            raise ValueError(
+            raise BadValue(
                 f"ShuffleNet v1 widths and repeats must all be >= 1; got stem={self.stem}, "
                 f"stage_channels={self.stage_channels}, repeats={self.repeats}"
             )
@@ -121,7 +122,7 @@ def _nearest(v: int, valid) -> int:
         for c in (v + d, v - d):
             if valid(c):
                 return c
-    raise ValueError(f"no valid width near {v}")
+    raise BadValue(f"no valid width near {v}")
 
 
 def _stage_ok(c: int, g: int) -> bool:
@@ -138,7 +139,7 @@ def scaled_widths(groups: int, width: float) -> tuple[int, tuple[int, ...]]:
     becomes the nearest multiple (ties up: g=8, 12 -> 16, as the official 0.5x g=8 model has).
     """
     if groups not in TABLE1 or width not in SCALED_CONV1:
-        raise ValueError(
+        raise BadValue(
             f"no ShuffleNet v1 widths for groups={groups}, width={width}; groups must be one of "
             f"{GROUPS} and width one of {WIDTHS}"
         )

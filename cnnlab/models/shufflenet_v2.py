@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cnnlab.blocks.shufflenet_v2 import LAYOUTS, ShuffleV2Unit
+from cnnlab.errors import BadValue
 from cnnlab.models.net import Layer, NetConfig, Plan
 from cnnlab.models.registry import Family, PaperFigures, register_model, width_tag
 from cnnlab.ops.act import check_activation
@@ -50,14 +51,14 @@ class ShuffleNetV2Config(NetConfig):
         super().check()
         check_activation(self.act)
         if len(self.stage_channels) != len(self.repeats):
-            raise ValueError(
+            raise BadValue(
                 f"stage_channels {self.stage_channels} and repeats {self.repeats} must have the "
                 "same length (one entry per stage)"
             )
         if min(self.repeats) < 1 or min(self.stage_channels + (self.stem, self.conv5)) < 1:
-            raise ValueError("ShuffleNet v2 widths and repeats must all be >= 1")
+            raise BadValue("ShuffleNet v2 widths and repeats must all be >= 1")
         if self.layout not in LAYOUTS:
-            raise ValueError(f"unknown layout={self.layout!r}; choose one of {', '.join(LAYOUTS)}")
+            raise BadValue(f"unknown layout={self.layout!r}; choose one of {', '.join(LAYOUTS)}")
 
 
 def plan(cfg: ShuffleNetV2Config) -> Plan:

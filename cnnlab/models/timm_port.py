@@ -13,6 +13,7 @@ import dataclasses
 
 from torch import nn
 
+from cnnlab.errors import BadValue
 from cnnlab.models.net import Net
 from cnnlab.models.port import Ports, ReadConfig
 from cnnlab.models.registry import Family, model_config
@@ -39,7 +40,7 @@ def _xception_config(m: nn.Module) -> XceptionConfig:
     base = model_config("xception")
     widths = (m.conv1.out_channels, m.conv2.out_channels)
     if widths != base.stem:
-        raise ValueError(f"cannot port an Xception with stem widths {widths}; expected {base.stem}")
+        raise BadValue(f"cannot port an Xception with stem widths {widths}; expected {base.stem}")
     return dataclasses.replace(base, num_classes=m.fc.out_features, in_chans=m.conv1.in_channels)
 
 
@@ -48,7 +49,7 @@ def _senet_config(m: nn.Module) -> ResNetConfig:
     first = m.layer1[0]
     kind = type(first).__name__
     if kind not in ("SEResNetBottleneck", "SEResNeXtBottleneck"):
-        raise ValueError(
+        raise BadValue(
             f"cannot port a SENet built of {kind}; supported: SEResNetBottleneck, "
             f"SEResNeXtBottleneck (legacy_seresnet*, legacy_seresnext*)"
         )

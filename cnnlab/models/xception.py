@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cnnlab.blocks.xception import XceptionBlock
+from cnnlab.errors import BadValue
 from cnnlab.models.net import Layer, NetConfig, Plan
 from cnnlab.models.registry import Family, PaperFigures, register_model
 from cnnlab.ops.act import check_activation
@@ -47,15 +48,15 @@ class XceptionConfig(NetConfig):
         super().check()
         check_activation(self.act)
         if len(self.stem) != 2 or min(self.stem) < 1:
-            raise ValueError(f"stem must be two widths >= 1, got {self.stem}")
+            raise BadValue(f"stem must be two widths >= 1, got {self.stem}")
         if not self.blocks or any(len(row) != 5 for row in self.blocks):
-            raise ValueError(
+            raise BadValue(
                 f"blocks must be rows of (c_out, reps, stride, n, grow_first), got {self.blocks}"
             )
         if any(row[3] < 1 for row in self.blocks):
-            raise ValueError(f"each block row needs n >= 1 blocks, got {self.blocks}")
+            raise BadValue(f"each block row needs n >= 1 blocks, got {self.blocks}")
         if min(self.exit, default=1) < 1:
-            raise ValueError(f"exit widths must be >= 1, got {self.exit}")
+            raise BadValue(f"exit widths must be >= 1, got {self.exit}")
 
 
 def plan(cfg: XceptionConfig) -> Plan:

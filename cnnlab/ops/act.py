@@ -3,7 +3,7 @@
 Every entry of the registry records, besides how to build the module, what its eager forward
 costs: one element-wise ATen operator per entry of ``passes``, each reading that many n-element
 tensors and writing one. :func:`cnnlab.ops.cost.act_cx` turns this into memory access, so the
-analytic count equals what :mod:`cnnlab.analysis.trace` sees when the module runs.
+analytic count equals what :mod:`cnnlab.counting.trace` sees when the module runs.
 
 The searched functions are the best ones found by Ramachandran, Zoph & Le 2017 ("Searching for
 activation functions", the table the survey reproduces; paper-figures §3.11). Their ``sinc(x)``
@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from cnnlab.errors import BadType, BadValue
+
 
 class Swish(nn.Module):
     """Swish x*sigmoid(beta*x) (Ramachandran et al. 2017, §4): beta fixed, or trainable per channel.
@@ -36,7 +38,7 @@ class Swish(nn.Module):
     ) -> None:
         super().__init__()
         if channels is not None and (not trainable or channels < 1):
-            raise ValueError(
+            raise BadValue(
                 f"Swish: channels={channels} needs trainable=True and channels >= 1 "
                 "(a per-channel beta is a parameter)"
             )
@@ -110,7 +112,7 @@ class Searched(nn.Module):
     def __init__(self, name: str) -> None:
         super().__init__()
         if name not in SEARCHED:
-            raise ValueError(f"Searched: unknown function {name!r}; choose one of {list(SEARCHED)}")
+            raise BadValue(f"Searched: unknown function {name!r}; choose one of {list(SEARCHED)}")
         self.name = name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -178,7 +180,7 @@ def activation_names() -> list[str]:
 def check_activation(name: str | None) -> None:
     """Refuse an unknown activation name, listing the known ones."""
     if name is not None and name not in _ACTIVATIONS:
-        raise ValueError(
+        raise BadValue(
             f"unknown activation {name!r}; choose one of {', '.join(activation_names())} or None"
         )
 
@@ -189,7 +191,7 @@ def _spec(name: str, options: dict) -> ActivationSpec:
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
         accepted = ", ".join(spec.options) or "none"
-        raise TypeError(f"activation {name!r}: unknown option(s) {unknown}; it takes: {accepted}")
+        raise BadType(f"activation {name!r}: unknown option(s) {unknown}; it takes: {accepted}")
     return spec
 
 

@@ -7,6 +7,7 @@ from typing import Literal
 
 from torch import nn
 
+from cnnlab.errors import BadValue
 from cnnlab.ops.act import check_activation, get_activation
 from cnnlab.ops.cost import Cx, check_groups, conv2d_cx, norm_act_cx
 
@@ -112,7 +113,7 @@ class SeparableConv(nn.Sequential):
 
 def _check_mid(mid: str) -> None:
     if mid not in SEPARABLE_MIDS:
-        raise ValueError(
+        raise BadValue(
             f"SeparableConv: unknown mid={mid!r}; choose one of {', '.join(SEPARABLE_MIDS)}"
         )
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from cnnlab.errors import BadValue
 from cnnlab.ops.act import cost_factors
 
 
@@ -92,7 +93,7 @@ def conv_out(size: int, k: int, stride: int, padding: int, dilation: int = 1, ce
     if ceil and (out - 1) * stride >= size + padding:
         out -= 1  # PyTorch drops a last window that would start inside the right padding
     if out < 1:
-        raise ValueError(
+        raise BadValue(
             f"input of size {size} is too small for a window of {k} with stride {stride} and "
             f"padding {padding}; use a larger input size"
         )
@@ -102,7 +103,7 @@ def conv_out(size: int, k: int, stride: int, padding: int, dilation: int = 1, ce
 def check_groups(what: str, c_in: int, c_out: int, groups: int) -> None:
     """Refuse a grouped layer whose channel counts are not divisible by its groups."""
     if groups < 1 or c_in % groups or c_out % groups:
-        raise ValueError(
+        raise BadValue(
             f"{what}: in_channels={c_in} and out_channels={c_out} must both be divisible by "
             f"groups={groups}; choose channel counts that are multiples of the groups"
         )
@@ -226,7 +227,7 @@ def concat_cx(cx: Cx, branches: list[Cx]) -> Cx:
     for b in branches:
         if b[1] != h or b[2] != w:
             shapes = [b.shape for b in branches]
-            raise ValueError(f"concat: branch outputs differ in spatial size: {shapes}")
+            raise BadValue(f"concat: branch outputs differ in spatial size: {shapes}")
         c += b[0]
     return cx.merge(branches, c, h, w).moved(2 * c * h * w)
 

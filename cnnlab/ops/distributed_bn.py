@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from cnnlab.errors import BadValue
 from cnnlab.ops.cost import Cx, norm_cx
 
 _STATS_DTYPE = torch.float64  # the gathered (count, mean, M2): exact counts, stable combination
@@ -105,7 +106,7 @@ class _DistributedBatchNormFn(torch.autograd.Function):
         count, mean, var = combine_stats(_gather(_local_stats(x), group))
         n = int(count.item())
         if n <= 1:
-            raise ValueError(
+            raise BadValue(
                 f"DistributedBatchNorm2d: expected more than 1 value per channel when training, "
                 f"got {n} over the whole group (input of shape {tuple(x.shape)} on this "
                 f"process); use a larger batch or eval mode"
@@ -162,7 +163,7 @@ def distributed_batch_norm(
     through it, in the same order.
     """
     if x.dim() != 4:
-        raise ValueError(f"distributed_batch_norm: expected an (N, C, H, W) input, got {x.dim()}D")
+        raise BadValue(f"distributed_batch_norm: expected an (N, C, H, W) input, got {x.dim()}D")
     y, mean, var = _DistributedBatchNormFn.apply(x, weight, bias, eps, group)
     return y, mean, var
 
@@ -220,7 +221,7 @@ class DistributedBatchNorm2d(nn.BatchNorm2d):
         if group is None:
             return super().forward(x)
         if x.shape[1] != self.num_features:
-            raise ValueError(
+            raise BadValue(
                 f"DistributedBatchNorm2d: input has {x.shape[1]} channels, the layer "
                 f"num_features={self.num_features}"
             )
@@ -236,7 +237,7 @@ class DistributedBatchNorm2d(nn.BatchNorm2d):
             return None
         group = dist.group.WORLD if self.process_group is None else self.process_group
         if not _group_member(group):
-            raise ValueError(
+            raise BadValue(
                 f"DistributedBatchNorm2d: this process (global rank {dist.get_rank()}) is not a "
                 f"member of its process_group; pass a group that contains every process that "
                 f"runs this layer, or process_group=None for the world group"
@@ -254,7 +255,7 @@ class DistributedBatchNorm2d(nn.BatchNorm2d):
         counts = [int(t.item()) for t in out]
         if len(set(counts)) > 1:
             per_rank = ", ".join(f"rank {r}: {c}" for r, c in enumerate(counts))
-            raise ValueError(
+            raise BadValue(
                 f"DistributedBatchNorm2d: the processes of the group disagree on num_features "
                 f"({per_rank}); every process must run the same model, layers in the same order"
             )
@@ -288,7 +289,7 @@ class DistributedBatchNorm2d(nn.BatchNorm2d):
         process forward and one all-reduce of 2C values backward.
         """
         if cx.c != num_features:
-            raise ValueError(
+            raise BadValue(
                 f"DistributedBatchNorm2d: input has {cx.c} channels, num_features={num_features}"
             )
         return norm_cx(cx, folded=folded)

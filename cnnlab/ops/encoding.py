@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from cnnlab.errors import BadValue
 from cnnlab.ops.conv import ConvNormAct
 from cnnlab.ops.cost import Cx, act_cx, linear_cx, norm_cx
 
@@ -33,7 +34,7 @@ class Encoding(nn.Module):
     def __init__(self, D: int, K: int) -> None:
         super().__init__()
         if D < 1 or K < 1:
-            raise ValueError(
+            raise BadValue(
                 f"Encoding: needs D >= 1 features and K >= 1 codewords; got D={D}, K={K}"
             )
         self.D, self.K = D, K
@@ -44,7 +45,7 @@ class Encoding(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D, H, W) or (B, D, N) features -> (B, K, D) encoded residuals."""
         if x.shape[1] != self.D:
-            raise ValueError(f"Encoding: expected D={self.D} channels, got input {tuple(x.shape)}")
+            raise BadValue(f"Encoding: expected D={self.D} channels, got input {tuple(x.shape)}")
         X = x.flatten(2)  # (B, D, N)
         B = X.shape[0]
         C = self.codewords
@@ -80,7 +81,7 @@ class ContextEncoding(nn.Module):
     def __init__(self, c: int, K: int = 32, num_classes: int = 0) -> None:
         super().__init__()
         if num_classes < 0:
-            raise ValueError(
+            raise BadValue(
                 f"ContextEncoding: num_classes must be >= 0 (0: no SE head), got {num_classes}"
             )
         self.conv = ConvNormAct(c, c, 1)
@@ -99,7 +100,7 @@ class ContextEncoding(nn.Module):
     def forward_se(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(relu(x + x * gamma), SE-loss logits (B, num_classes)) for training with :func:`se_loss`."""
         if self.se_head is None:
-            raise ValueError("ContextEncoding: built with num_classes=0, it has no SE-loss head")
+            raise BadValue("ContextEncoding: built with num_classes=0, it has no SE-loss head")
         en = self.encode(x)
         return self._scale(x, en), self.se_head(en)
 
@@ -126,7 +127,7 @@ def class_presence(target: torch.Tensor, num_classes: int) -> torch.Tensor:
     Labels outside [0, num_classes), the ignore index 255 among them, count for no class.
     """
     if target.dim() < 2:
-        raise ValueError(
+        raise BadValue(
             f"class_presence: target must be (B, ...) labels, got shape {tuple(target.shape)}"
         )
     flat = target.reshape(target.shape[0], -1).long()
@@ -140,7 +141,7 @@ def class_presence(target: torch.Tensor, num_classes: int) -> torch.Tensor:
 def se_loss(se_logits: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
     """EncNet's semantic-encoding loss: BCE(sigmoid(se_logits), class presence of ``target``)."""
     if se_logits.shape != (target.shape[0], num_classes):
-        raise ValueError(
+        raise BadValue(
             f"se_loss: se_logits must be (batch, num_classes) = ({target.shape[0]}, {num_classes}), "
             f"got {tuple(se_logits.shape)}"
         )

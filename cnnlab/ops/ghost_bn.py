@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cnnlab.errors import BadValue
 from cnnlab.ops.cost import Cx
 from cnnlab.ops.renorm import batch_norm_cx
 
@@ -24,7 +25,7 @@ from cnnlab.ops.renorm import batch_norm_cx
 def check_virtual_batch(virtual_batch) -> int:
     """Refuse a virtual batch that is not a positive integer."""
     if isinstance(virtual_batch, bool) or not isinstance(virtual_batch, int) or virtual_batch < 1:
-        raise ValueError(
+        raise BadValue(
             f"GhostBatchNorm2d: virtual_batch must be a positive integer (samples per BN "
             f"statistic; Goyal et al. use 32), got {virtual_batch!r}"
         )

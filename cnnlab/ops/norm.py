@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 from torch.nn.utils.parametrize import is_parametrized
 
+from cnnlab.errors import BadType, BadValue
 from cnnlab.ops.cost import Cx
 from cnnlab.ops.ghost_bn import GhostBatchNorm2d
 from cnnlab.ops.renorm import BatchRenorm2d, batch_norm_cx
@@ -75,15 +76,15 @@ def check_kind(kind) -> None:
     hint = ""
     if kind == "wn":
         hint = " (weight norm reparametrises conv weights: use apply_weight_norm(model))"
-    raise ValueError(f"unknown norm kind {kind!r}{hint}; choose one of {', '.join(NORM_KINDS)}")
+    raise BadValue(f"unknown norm kind {kind!r}{hint}; choose one of {', '.join(NORM_KINDS)}")
 
 
 def check_groups(num_channels: int, groups) -> None:
     """Refuse a group count that does not divide the channels (GN: C/G channels per group)."""
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-        raise ValueError(f"group norm: groups must be a positive integer, got {groups!r}")
+        raise BadValue(f"group norm: groups must be a positive integer, got {groups!r}")
     if num_channels % groups:
-        raise ValueError(
+        raise BadValue(
             f"group norm: groups={groups} does not divide num_channels={num_channels}; "
             f"choose groups among the divisors of {num_channels}"
         )
@@ -99,11 +100,11 @@ def get_norm(kind: str, num_features: int, **options) -> nn.Module:
     """A normalization layer of ``kind`` for ``num_features`` channels (kinds: module docstring)."""
     build = _builder(kind)
     if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
-        raise ValueError(f"get_norm: num_features must be a positive integer, got {num_features!r}")
+        raise BadValue(f"get_norm: num_features must be a positive integer, got {num_features!r}")
     known = norm_options(kind)
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise TypeError(
+        raise BadType(
             f"get_norm({kind!r}): unknown option(s) {', '.join(unknown)}; "
             f"options for {kind!r}: {', '.join(known)}"
         )
@@ -173,7 +174,7 @@ def _replacement(name: str, old: nn.Module, kind: str, options: dict) -> nn.Modu
     try:
         new = get_norm(kind, num_features, **args)
     except ValueError as e:
-        raise ValueError(f"convert_norm: layer {name or '<model>'!r}: {e}") from None
+        raise BadValue(f"convert_norm: layer {name or '<model>'!r}: {e}") from None
     ref = next((t for t in [*old.parameters(), *old.buffers()] if t.is_floating_point()), None)
     if ref is not None:
         new.to(device=ref.device, dtype=ref.dtype)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.errors import BadValue
 from cnnlab.ops.cost import Cx
 
 
@@ -32,7 +33,7 @@ def batch_norm_cx(cx: Cx, num_features: int, *, affine: bool = True, folded: boo
 def check_num_features(cx: Cx, num_features: int) -> None:
     """Refuse a norm layer whose channel count differs from its input's."""
     if num_features != cx.c:
-        raise ValueError(
+        raise BadValue(
             f"norm layer with num_features={num_features} cannot take an input of {cx.c} channels; "
             f"set num_features={cx.c}"
         )
@@ -146,12 +147,12 @@ class BatchRenorm2d(nn.BatchNorm2d):
 
 def _check_schedule(r_max, d_max, warmup_steps, r_max_steps, d_max_steps) -> None:
     if r_max < 1.0 or d_max < 0.0:
-        raise ValueError(
+        raise BadValue(
             f"BatchRenorm2d: need r_max >= 1 and d_max >= 0 (1 and 0 are plain BN); "
             f"got r_max={r_max}, d_max={d_max}"
         )
     if warmup_steps < 0 or r_max_steps < warmup_steps or d_max_steps < warmup_steps:
-        raise ValueError(
+        raise BadValue(
             f"BatchRenorm2d: need 0 <= warmup_steps <= r_max_steps and d_max_steps; got "
             f"warmup_steps={warmup_steps}, r_max_steps={r_max_steps}, d_max_steps={d_max_steps}"
         )

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from cnnlab.errors import BadValue
 from cnnlab.ops.cost import Cx, act_cx, conv2d_cx, elementwise_cx, norm_act_cx, norm_cx, pool_cx
 
 
@@ -59,7 +60,7 @@ class PreActBottleneck(nn.Module):
 
 def _bottleneck(c: int) -> int:
     if c < 4:
-        raise ValueError(f"PreActBottleneck: needs c >= 4 channels (bottleneck c // 4), got c={c}")
+        raise BadValue(f"PreActBottleneck: needs c >= 4 channels (bottleneck c // 4), got c={c}")
     return c // 4
 
 
@@ -168,16 +169,16 @@ class ResidualAttentionModule(nn.Module):
 def _check(c: int, depth: int, p: int, t: int, r: int) -> None:
     name = "ResidualAttentionModule"
     if depth < 1:
-        raise ValueError(f"{name}: depth (mask-branch poolings) must be >= 1, got {depth}")
+        raise BadValue(f"{name}: depth (mask-branch poolings) must be >= 1, got {depth}")
     if min(p, t, r) < 0 or r < 1 or t < 1:
-        raise ValueError(f"{name}: needs p >= 0, t >= 1 and r >= 1; got p={p}, t={t}, r={r}")
+        raise BadValue(f"{name}: needs p >= 0, t >= 1 and r >= 1; got p={p}, t={t}, r={r}")
     _bottleneck(c)
 
 
 def _check_size(h: int, w: int, depth: int) -> None:
     f = 2**depth
     if h % f or w % f:
-        raise ValueError(
+        raise BadValue(
             f"ResidualAttentionModule: input {h}x{w} must be divisible by 2**depth = {f} "
             f"(depth={depth} max-poolings in the mask branch); use a size that is a multiple of "
             f"{f} or a smaller depth"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cnnlab.errors import BadValue
 from cnnlab.ops.act import check_activation, get_activation
 from cnnlab.ops.cost import (
     Cx,
@@ -27,7 +28,7 @@ from cnnlab.ops.cost import (
 def se_hidden(c: int, reduction: int) -> int:
     """Width of the excitation bottleneck: c // r, at least 1."""
     if reduction < 1:
-        raise ValueError(f"SqueezeExcite: reduction must be >= 1, got {reduction}")
+        raise BadValue(f"SqueezeExcite: reduction must be >= 1, got {reduction}")
     return max(1, c // reduction)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cnnlab.errors import BadValue
 from cnnlab.ops.cost import Cx, shuffle_cx
 
 
@@ -12,7 +13,7 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """Interleave the channels of ``groups`` equal groups so the next group conv mixes them."""
     b, c, h, w = x.shape
     if c % groups:
-        raise ValueError(f"channel_shuffle: {c} channels are not divisible by groups={groups}")
+        raise BadValue(f"channel_shuffle: {c} channels are not divisible by groups={groups}")
     x = x.view(b, groups, c // groups, h, w).transpose(1, 2).contiguous()
     return x.view(b, c, h, w)
 

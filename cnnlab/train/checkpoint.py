@@ -20,7 +20,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from cnnlab.analysis.io import atomic_write
+from cnnlab._io import atomic_write
+from cnnlab.errors import BadValue
 
 FORMAT = "cnnlab-checkpoint-1"
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -86,17 +87,17 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     """(tensors, metadata) of a cnnlab checkpoint; anything else is refused with the reason."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"checkpoint {path} does not exist; pass the checkpoint file of a run")
+        raise BadValue(f"checkpoint {path} does not exist; pass the checkpoint file of a run")
     try:
         tensors = load_file(str(path))
         with open(path, "rb") as f:
             header_len = int.from_bytes(f.read(8), "little")
             header = json.loads(f.read(header_len))
     except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(f"{path} is not a readable safetensors checkpoint: {e}") from None
+        raise BadValue(f"{path} is not a readable safetensors checkpoint: {e}") from None
     extra = header.get("__metadata__") or {}
     if extra.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a cnnlab training checkpoint (format {FORMAT} expected)")
+        raise BadValue(f"{path} is not a cnnlab training checkpoint (format {FORMAT} expected)")
     return tensors, json.loads(extra["meta"])
 
 

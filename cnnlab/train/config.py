@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from cnnlab.errors import BadValue
 from cnnlab.train.schedules import SCHEDULES, batch_size_schedule, scaled_lr
 
 OPTIMIZERS = ("sgd", "lars")
@@ -82,49 +83,47 @@ class TrainConfig:
         _choice("device", self.device, DEVICES)
         for name in ("epochs", "batch_size", "reference_batch", "accum_steps", "ghost_batch"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise BadValue(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("lr", "momentum", "weight_decay", "trust_coefficient", "warmup_epochs"):
             if getattr(self, name) < 0 or (name == "lr" and self.lr == 0):
-                raise ValueError(
+                raise BadValue(
                     f"{name} must be {'> 0' if name == 'lr' else '>= 0'}, got {getattr(self, name)}"
                 )
         if not 0 <= self.label_smoothing < 1 or not 0 <= self.ema_decay < 1:
-            raise ValueError(
+            raise BadValue(
                 f"label_smoothing and ema_decay must lie in [0, 1), got "
                 f"{self.label_smoothing} and {self.ema_decay}"
             )
         if self.warmup_epochs > self.epochs:
-            raise ValueError(f"warmup_epochs={self.warmup_epochs} exceeds epochs={self.epochs}")
+            raise BadValue(f"warmup_epochs={self.warmup_epochs} exceeds epochs={self.epochs}")
         if list(self.milestones) != sorted(set(self.milestones)) or any(
             not 0 < m < self.epochs for m in self.milestones
         ):
-            raise ValueError(
+            raise BadValue(
                 f"milestones={list(self.milestones)} must be increasing epochs in (0, "
                 f"{self.epochs})"
             )
         per_update = world_size * self.accum_steps
         if self.batch_size % per_update:
-            raise ValueError(
+            raise BadValue(
                 f"batch_size={self.batch_size} is not divisible by workers x accum_steps = "
                 f"{world_size} x {self.accum_steps}; choose a multiple of {per_update}"
             )
         if self.bn == "ghost" and (self.batch_size // per_update) % self.ghost_batch:
-            raise ValueError(
+            raise BadValue(
                 f"ghost batch norm needs the micro-batch per worker "
                 f"({self.batch_size // per_update}) to be a multiple of ghost_batch="
                 f"{self.ghost_batch}"
             )
         if self.increase_batch and (not self.milestones or self.schedule != "step"):
-            raise ValueError(
-                "increase_batch replaces step decay: set schedule='step' and milestones"
-            )
+            raise BadValue("increase_batch replaces step decay: set schedule='step' and milestones")
         if self.checkpoint_every < 0 or (self.max_steps is not None and self.max_steps < 1):
-            raise ValueError(
+            raise BadValue(
                 f"checkpoint_every must be >= 0 and max_steps >= 1, got "
                 f"{self.checkpoint_every} and {self.max_steps}"
             )
         if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {self.threads}")
+            raise BadValue(f"threads must be >= 1, got {self.threads}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -137,7 +136,7 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown training options {unknown}; known: {sorted(known)}")
+            raise BadValue(f"unknown training options {unknown}; known: {sorted(known)}")
         values = dict(values)
         if "milestones" in values:
             values["milestones"] = tuple(values["milestones"])
@@ -172,7 +171,7 @@ class TrainConfig:
 
 def _choice(name: str, value: str, options: tuple[str, ...]) -> None:
     if value not in options:
-        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(options)}")
+        raise BadValue(f"unknown {name} {value!r}; choose one of {', '.join(options)}")
 
 
 def steps_per_epoch(num_samples: int, world_size: int, batch: int) -> int:

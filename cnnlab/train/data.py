@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from cnnlab.errors import BadValue
 from cnnlab.train import datasets as ds
 from cnnlab.train.sampling import EpochSampler, SeededSamples
 
@@ -59,16 +60,16 @@ def parse_data_spec(text: str | DataSpec) -> DataSpec:
     kind, sep, path = str(text).partition(":")
     kind = kind.strip().lower()
     if kind not in DATA_KINDS:
-        raise ValueError(f"unknown data spec {text!r}: expected {ACCEPTED_FORMS}")
+        raise BadValue(f"unknown data spec {text!r}: expected {ACCEPTED_FORMS}")
     if kind == "digits":
         if sep:
-            raise ValueError(f"data spec {text!r}: digits takes no path; expected {ACCEPTED_FORMS}")
+            raise BadValue(f"data spec {text!r}: digits takes no path; expected {ACCEPTED_FORMS}")
         return DataSpec("digits")
     if not path:
-        raise ValueError(f"data spec {text!r}: {kind} needs a path, expected {kind}:PATH")
+        raise BadValue(f"data spec {text!r}: {kind} needs a path, expected {kind}:PATH")
     root = Path(path).expanduser()
     if not root.exists():
-        raise ValueError(f"data path {root} does not exist (from --data {text!r})")
+        raise BadValue(f"data path {root} does not exist (from --data {text!r})")
     return DataSpec(kind, root)
 
 
@@ -94,7 +95,7 @@ def _load_cifar(root: Path, num_classes: int) -> tuple[Dataset, Dataset, int, in
         return train, ds.load_cifar_pickles(pickle_root, num_classes, False), num_classes, 3
     train, val, found, chans = _load_folders(root, ("train",), ("test", "val"))
     if found != num_classes:
-        raise ValueError(f"{root}: {found} class folders, expected {num_classes} for CIFAR")
+        raise BadValue(f"{root}: {found} class folders, expected {num_classes} for CIFAR")
     return ds.decode_to_arrays(train, 32), ds.decode_to_arrays(val, 32), found, chans
 
 
@@ -103,7 +104,7 @@ def _load_folders(root: Path, train_names, val_names) -> tuple[Dataset, Dataset,
     train = _first_split(root, train_names)
     val = _first_split(root, val_names)
     if train.classes != val.classes:
-        raise ValueError(f"{root}: train classes {train.classes} differ from val {val.classes}")
+        raise BadValue(f"{root}: train classes {train.classes} differ from val {val.classes}")
     return train, val, len(train.classes), 3
 
 
@@ -113,7 +114,7 @@ def _first_split(root: Path, names) -> ds.ImageListDataset:
         if split is not None:
             return split
     wanted = " or ".join(f"{n}/ (or {n}.tar.gz)" for n in names)
-    raise ValueError(f"{root}: no {wanted} found; expected class folders <split>/<class>/<image>")
+    raise BadValue(f"{root}: no {wanted} found; expected class folders <split>/<class>/<image>")
 
 
 # --- transforms ---------------------------------------------------------------------------------
@@ -196,7 +197,7 @@ def build_loaders(
     """
     spec = parse_data_spec(spec)
     if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(
+        raise BadValue(
             f"need batch_size >= 1 and 0 <= rank < world_size, got batch_size="
             f"{batch_size}, rank={rank}, world_size={world_size}"
         )

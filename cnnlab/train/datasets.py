@@ -20,6 +20,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from cnnlab.errors import BadValue
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp")
 IDX_IMAGES_MAGIC = 2051  # LeCun's IDX format: 0x00000803 = uint8, 3 dimensions
 IDX_LABELS_MAGIC = 2049  # 0x00000801 = uint8, 1 dimension
@@ -32,7 +34,7 @@ class ArrayDataset(Dataset):
         self, images: torch.Tensor, labels: torch.Tensor, transform: Callable | None = None
     ):
         if images.dtype != torch.uint8 or images.ndim != 4 or len(images) != len(labels):
-            raise ValueError(
+            raise BadValue(
                 f"expected uint8 N x C x H x W images and N labels, got "
                 f"{images.dtype} {tuple(images.shape)} and {len(labels)} labels"
             )
@@ -104,21 +106,21 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     """One gzip'd IDX file (big-endian uint32 header: magic, n[, rows, cols]; then uint8 data)."""
     ndim = {IDX_IMAGES_MAGIC: 3, IDX_LABELS_MAGIC: 1}[magic]
     if not path.is_file():
-        raise ValueError(f"missing IDX file {path}: expected a gzip'd IDX file (magic {magic})")
+        raise BadValue(f"missing IDX file {path}: expected a gzip'd IDX file (magic {magic})")
     try:
         with gzip.open(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError) as exc:
-        raise ValueError(f"{path}: not a readable gzip file ({exc})") from None
+        raise BadValue(f"{path}: not a readable gzip file ({exc})") from None
     header = 4 * (1 + ndim)
     if len(raw) < header:
-        raise ValueError(f"{path}: truncated IDX header: {len(raw)} bytes, expected {header}")
+        raise BadValue(f"{path}: truncated IDX header: {len(raw)} bytes, expected {header}")
     found, *dims = struct.unpack(f">{1 + ndim}I", raw[:header])
     if found != magic:
-        raise ValueError(f"{path}: bad IDX magic {found}, expected {magic}")
+        raise BadValue(f"{path}: bad IDX magic {found}, expected {magic}")
     expected = int(np.prod(dims))
     if len(raw) - header != expected:
-        raise ValueError(
+        raise BadValue(
             f"{path}: IDX data has {len(raw) - header} bytes, expected "
             f"{expected} for shape {tuple(dims)}"
         )
@@ -131,7 +133,7 @@ def load_idx_split(root: Path, train: bool) -> ArrayDataset:
     images = read_idx(root / image_name, IDX_IMAGES_MAGIC)
     labels = read_idx(root / label_name, IDX_LABELS_MAGIC)
     if len(images) != len(labels):
-        raise ValueError(
+        raise BadValue(
             f"{root / label_name}: {len(labels)} labels, expected {len(images)} "
             f"(one per image in {image_name})"
         )
@@ -178,14 +180,14 @@ class SafeUnpickler(pickle.Unpickler):
 def safe_load_pickle(path: Path) -> dict:
     """Load one CIFAR batch dict with `SafeUnpickler` (bytes keys, as the Python 2 pickles have)."""
     if not path.is_file():
-        raise ValueError(f"missing CIFAR batch {path}: expected a python pickle batch file")
+        raise BadValue(f"missing CIFAR batch {path}: expected a python pickle batch file")
     try:
         with open(path, "rb") as f:
             batch = SafeUnpickler(f, encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
-        raise ValueError(f"{path}: not a safe CIFAR pickle batch ({exc})") from None
+        raise BadValue(f"{path}: not a safe CIFAR pickle batch ({exc})") from None
     if not isinstance(batch, dict):
-        raise ValueError(f"{path}: expected a dict batch, got {type(batch).__name__}")
+        raise BadValue(f"{path}: expected a dict batch, got {type(batch).__name__}")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
 
 
@@ -213,10 +215,10 @@ def load_cifar_pickles(root: Path, num_classes: int, train: bool) -> ArrayDatase
         path = root / name
         batch = safe_load_pickle(path)
         if "data" not in batch or label_key not in batch:
-            raise ValueError(f"{path}: expected keys b'data' and b'{label_key}', got {list(batch)}")
+            raise BadValue(f"{path}: expected keys b'data' and b'{label_key}', got {list(batch)}")
         data = np.asarray(batch["data"], dtype=np.uint8)
         if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(batch[label_key]):
-            raise ValueError(f"{path}: expected data N x 3072 with N labels, got {data.shape}")
+            raise BadValue(f"{path}: expected data N x 3072 with N labels, got {data.shape}")
         images.append(data.reshape(-1, 3, 32, 32))
         labels.append(np.asarray(batch[label_key], dtype=np.int64))
     return ArrayDataset(
@@ -230,7 +232,7 @@ def load_cifar_pickles(root: Path, num_classes: int, train: bool) -> ArrayDatase
 def load_class_folder(split_dir: Path, mode: str = "RGB") -> ImageListDataset:
     """`split_dir/<class>/<image>`: classes in sorted order (CIFAR-10's names sort into its labels)."""
     if not split_dir.is_dir():
-        raise ValueError(f"missing folder {split_dir}: expected class subfolders of images")
+        raise BadValue(f"missing folder {split_dir}: expected class subfolders of images")
     classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
     items, labels = [], []
     for label, name in enumerate(classes):
@@ -240,14 +242,14 @@ def load_class_folder(split_dir: Path, mode: str = "RGB") -> ImageListDataset:
         items += files
         labels += [label] * len(files)
     if not items:
-        raise ValueError(f"{split_dir}: no images found, expected <class>/<image>{IMAGE_SUFFIXES}")
+        raise BadValue(f"{split_dir}: no images found, expected <class>/<image>{IMAGE_SUFFIXES}")
     return ImageListDataset(items, labels, classes, mode)
 
 
 def load_class_tar(path: Path, mode: str = "RGB") -> ImageListDataset:
     """A tar (optionally gzip'd) of `<split>/<class>/<image>` members, read into memory once."""
     if not path.is_file():
-        raise ValueError(f"missing archive {path}: expected a tar of <split>/<class>/<image>")
+        raise BadValue(f"missing archive {path}: expected a tar of <split>/<class>/<image>")
     by_class: dict[str, list[tuple[str, bytes]]] = {}
     try:
         with tarfile.open(path, "r:*") as tar:
@@ -261,9 +263,9 @@ def load_class_tar(path: Path, mode: str = "RGB") -> ImageListDataset:
                     (member.name, tar.extractfile(member).read())
                 )
     except tarfile.TarError as exc:
-        raise ValueError(f"{path}: not a readable tar archive ({exc})") from None
+        raise BadValue(f"{path}: not a readable tar archive ({exc})") from None
     if not by_class:
-        raise ValueError(f"{path}: no images found, expected members <split>/<class>/<image>")
+        raise BadValue(f"{path}: no images found, expected members <split>/<class>/<image>")
     classes = sorted(by_class)
     items, labels = [], []
     for label, name in enumerate(classes):
@@ -289,7 +291,7 @@ def decode_to_arrays(images: ImageListDataset, size: int) -> ArrayDataset:
     for i in range(len(images)):
         array = np.asarray(images[i][0], dtype=np.uint8)
         if array.shape[:2] != (size, size):
-            raise ValueError(
+            raise BadValue(
                 f"{_name(images.items[i])}: image {array.shape[1]}x{array.shape[0]}, "
                 f"expected {size}x{size}"
             )

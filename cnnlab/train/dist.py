@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from cnnlab.errors import BadValue
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -34,9 +36,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            "device 'cuda' requested but no CUDA device is available; use --device cpu"
-        )
+        raise BadValue("device 'cuda' requested but no CUDA device is available; use --device cpu")
     return torch.device(name)
 
 

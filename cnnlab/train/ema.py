@@ -11,6 +11,8 @@ import copy
 import torch
 from torch import nn
 
+from cnnlab.errors import BadValue
+
 
 class ModelEma(nn.Module):
     """A frozen copy of the model whose weights follow the EMA of the trained ones."""
@@ -18,7 +20,7 @@ class ModelEma(nn.Module):
     def __init__(self, model: nn.Module, decay: float):
         super().__init__()
         if not 0 < decay < 1:
-            raise ValueError(f"EMA decay must lie in (0, 1), got {decay}")
+            raise BadValue(f"EMA decay must lie in (0, 1), got {decay}")
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
         self.decay = decay
 

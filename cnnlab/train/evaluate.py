@@ -6,6 +6,7 @@ import dataclasses
 
 import torch
 
+from cnnlab.errors import BadValue
 from cnnlab.train.build import Data, build_model
 from cnnlab.train.checkpoint import load_checkpoint, prefixed
 from cnnlab.train.config import TrainConfig
@@ -25,7 +26,7 @@ def evaluate_checkpoint(
 ) -> dict:
     """Loss, top-1 and top-5 (%) of the checkpoint's weights on ``data`` (default: the run's)."""
     if batch_size < 1 or (threads is not None and threads < 1):
-        raise ValueError(f"batch_size and threads must be >= 1, got {batch_size} and {threads}")
+        raise BadValue(f"batch_size and threads must be >= 1, got {batch_size} and {threads}")
     tensors, meta = load_checkpoint(path)
     cfg = TrainConfig.from_dict(meta["config"])
     cfg = dataclasses.replace(cfg, data=data or cfg.data, bn="batch")
@@ -36,14 +37,14 @@ def evaluate_checkpoint(
     )
     weights = prefixed(tensors, "ema" if ema else "model")
     if not weights:
-        raise ValueError(f"{path} holds no EMA weights; the run had --ema-decay 0, drop --ema")
+        raise BadValue(f"{path} holds no EMA weights; the run had --ema-decay 0, drop --ema")
     shapes = Data(val, val, num_classes, in_chans, val.dataset[0][0].shape[-1])
     model = build_model(cfg, shapes, meta["small_input"])
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:
         last = str(e).strip().splitlines()[-1].strip()
-        raise ValueError(f"{path} does not fit {cfg.model} on {cfg.data}: {last}") from None
+        raise BadValue(f"{path} does not fit {cfg.model} on {cfg.data}: {last}") from None
     dev = resolve_device(device)
     metrics = evaluate(model.to(dev), val, dev, cfg.amp)
     return {

@@ -21,6 +21,8 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
+from cnnlab.errors import BadValue
+
 
 class GradNorm(nn.Module):
     """GradNorm (Chen et al. 2018, Alg. 1): w_i pull ||grad_W w_i L_i|| to mean(G_W) r_i^alpha."""
@@ -39,14 +41,12 @@ class GradNorm(nn.Module):
         # (keeps w_i > 0 when a step would overshoot; the paper only renormalises) are ours.
         super().__init__()
         if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks < 1:
-            raise ValueError(f"GradNorm: num_tasks must be a positive integer, got {num_tasks!r}")
+            raise BadValue(f"GradNorm: num_tasks must be a positive integer, got {num_tasks!r}")
         if not lr > 0 or not 0 < min_weight < 1:
-            raise ValueError(
-                f"GradNorm: need lr > 0 and 0 < min_weight < 1; got {lr}, {min_weight}"
-            )
+            raise BadValue(f"GradNorm: need lr > 0 and 0 < min_weight < 1; got {lr}, {min_weight}")
         shared = [shared_params] if isinstance(shared_params, torch.Tensor) else list(shared_params)
         if not shared or not all(p.requires_grad for p in shared):
-            raise ValueError(
+            raise BadValue(
                 "GradNorm: shared_params must be the last shared layer's weights (tensors that "
                 "require grad), e.g. model.backbone[-1].weight"
             )
@@ -97,12 +97,12 @@ class GradNorm(nn.Module):
     def _stack(self, losses) -> torch.Tensor:
         losses = torch.stack(list(losses)) if not isinstance(losses, torch.Tensor) else losses
         if losses.shape != (self.num_tasks,):
-            raise ValueError(
+            raise BadValue(
                 f"GradNorm.step: expected {self.num_tasks} scalar task losses, got shape "
                 f"{tuple(losses.shape)}"
             )
         if not losses.requires_grad:
-            raise ValueError(
+            raise BadValue(
                 "GradNorm.step: the task losses must require grad (call it before backward)"
             )
         return losses.to(self.weights.dtype)
@@ -112,7 +112,7 @@ class GradNorm(nn.Module):
         """L_i(0): the denominators of the inverse training rates L~_i = L_i(t) / L_i(0)."""
         bad = [(i, float(v)) for i, v in enumerate(losses) if not v > 0]
         if bad:
-            raise ValueError(
+            raise BadValue(
                 f"GradNorm: initial task losses must be > 0 (they divide later losses); got "
                 f"{', '.join(f'task {i}: {v}' for i, v in bad)}"
             )

@@ -25,10 +25,12 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
+from cnnlab.errors import BadValue
+
 
 def _check(name: str, value: float, ok: bool, need: str) -> None:
     if not ok:
-        raise ValueError(f"LARS: {name}={value!r} is invalid; {name} must be {need}")
+        raise BadValue(f"LARS: {name}={value!r} is invalid; {name} must be {need}")
 
 
 def _check_group(group: dict[str, Any]) -> None:

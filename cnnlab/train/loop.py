@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from cnnlab.analysis.io import atomic_write
+from cnnlab._io import atomic_write
+from cnnlab.errors import BadValue
 from cnnlab.train import dist
 from cnnlab.train.build import (
     Schedule,
@@ -90,7 +91,7 @@ class Trainer:
         self.env = dist.setup(cfg.device)
         cfg.check(self.env.world_size)
         if cfg.amp == "fp16" and self.env.device.type == "cpu":
-            raise ValueError("--amp fp16 needs a GPU (loss scaling); on the CPU use --amp bf16")
+            raise BadValue("--amp fp16 needs a GPU (loss scaling); on the CPU use --amp bf16")
         self.cfg, self.out = cfg, Path(cfg.out)
         _set_determinism(cfg)
         self.data = build_data(cfg, self.env)
@@ -106,7 +107,7 @@ class Trainer:
         if resume:
             path = self.out / CHECKPOINT_NAME if resume is True else Path(resume)
             if resume is True and not path.exists():
-                raise ValueError(
+                raise BadValue(
                     f"nothing to resume in {self.out}: no {CHECKPOINT_NAME}; drop --resume to "
                     f"start a new run, or pass the run's --out"
                 )

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnlab.analysis.io import atomic_write
+from cnnlab._io import atomic_write
+from cnnlab.errors import BadValue
 from cnnlab.train.checkpoint import (
     load_checkpoint,
     optimizer_join,
@@ -89,7 +90,7 @@ def check_compatible(meta: dict, cfg, world_size: int, path: Path) -> None:
     """Refuse a checkpoint of another model, or of a run with another trajectory."""
     saved = meta["config"]
     if saved["model"] != cfg.model:
-        raise ValueError(
+        raise BadValue(
             f"checkpoint {path} is of model {saved['model']}, this run builds {cfg.model}: pass "
             f"--model {saved['model']} or another --out"
         )
@@ -101,7 +102,7 @@ def check_compatible(meta: dict, cfg, world_size: int, path: Path) -> None:
         what = [f"{k}: {saved[k]!r} -> {ours[k]!r}" for k in differ]
         if meta["world_size"] != world_size:
             what.append(f"workers: {meta['world_size']} -> {world_size}")
-        raise ValueError(
+        raise BadValue(
             f"cannot resume {path} exactly, the run differs in {'; '.join(what)}; resume with "
             f"the saved settings or start a new --out"
         )
@@ -117,7 +118,7 @@ def restore(trainer, path: Path) -> None:
             trainer.ema.module.load_state_dict(prefixed(tensors, "ema"))
     except RuntimeError as e:
         first = str(e).strip().splitlines()
-        raise ValueError(f"checkpoint {path} does not fit the model: {first[-1].strip()}") from None
+        raise BadValue(f"checkpoint {path} does not fit the model: {first[-1].strip()}") from None
     opt = {k: v for k, v in tensors.items() if k.startswith("optim.")}
     trainer.optimizer.load_state_dict(optimizer_join(opt, meta["optimizer"]))
     trainer.scaler.load_state_dict(meta["scaler"])

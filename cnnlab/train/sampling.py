@@ -16,6 +16,8 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
+from cnnlab.errors import BadValue
+
 _MIX = (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB)  # splitmix64 constants
 _MASK = (1 << 63) - 1
 
@@ -38,7 +40,7 @@ class EpochSampler(DistributedSampler):
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
         """Start ``epoch``, leaving out the first ``skip`` samples of this rank's shard."""
         if not 0 <= skip <= self.num_samples:
-            raise ValueError(f"skip={skip} must lie in [0, {self.num_samples}] for this shard")
+            raise BadValue(f"skip={skip} must lie in [0, {self.num_samples}] for this shard")
         super().set_epoch(epoch)
         self.skip = skip
 

@@ -20,13 +20,15 @@ from dataclasses import dataclass
 
 from torch.optim import Optimizer
 
+from cnnlab.errors import BadValue
+
 WARMUPS = ("gradual", "constant")
 SCHEDULES = ("step", "cosine", "linear", "poly")
 
 
 def _positive(name: str, value: float) -> None:
     if not value > 0:
-        raise ValueError(f"{name}={value!r} is invalid; {name} must be > 0")
+        raise BadValue(f"{name}={value!r} is invalid; {name} must be > 0")
 
 
 def scaled_lr(base_lr: float, global_batch: int, reference_batch: int = 256) -> float:
@@ -47,19 +49,17 @@ def _check_lr_args(
     schedule: str,
 ) -> None:
     if step < 0:
-        raise ValueError(f"step={step!r} is invalid; steps count from 0")
+        raise BadValue(f"step={step!r} is invalid; steps count from 0")
     _positive("base_lr", base_lr)
     _positive("total_steps", total_steps)
     if not 0 <= warmup_steps <= total_steps:
-        raise ValueError(
-            f"warmup_steps={warmup_steps!r} must lie in [0, total_steps={total_steps}]"
-        )
+        raise BadValue(f"warmup_steps={warmup_steps!r} must lie in [0, total_steps={total_steps}]")
     if warmup is not None and warmup not in WARMUPS:
-        raise ValueError(f"warmup={warmup!r} is unknown; use one of {WARMUPS} or None")
+        raise BadValue(f"warmup={warmup!r} is unknown; use one of {WARMUPS} or None")
     if warmup == "constant" and warmup_steps > 0 and not warmup_start > 0:
-        raise ValueError(f"constant warmup needs warmup_start > 0, got {warmup_start!r}")
+        raise BadValue(f"constant warmup needs warmup_start > 0, got {warmup_start!r}")
     if schedule not in SCHEDULES:
-        raise ValueError(f"schedule={schedule!r} is unknown; use one of {SCHEDULES}")
+        raise BadValue(f"schedule={schedule!r} is unknown; use one of {SCHEDULES}")
 
 
 def _decayed(
@@ -141,9 +141,9 @@ def momentum_correction(optimizer: Optimizer, lr_old: float, lr_new: float) -> N
     """
     _positive("lr_old", lr_old)
     if lr_new < 0:
-        raise ValueError(f"lr_new={lr_new!r} is invalid; lr_new must be >= 0")
+        raise BadValue(f"lr_new={lr_new!r} is invalid; lr_new must be >= 0")
     if not getattr(optimizer, "lr_in_momentum_buffer", False):
-        raise ValueError(
+        raise BadValue(
             f"momentum_correction: {type(optimizer).__name__} keeps the lr outside its momentum "
             "buffer (Goyal eq. 10), which needs no correction; use it with an optimizer whose "
             "buffer holds lr * gradient (lr_in_momentum_buffer = True, e.g. cnnlab.train.LARS)"
@@ -162,7 +162,7 @@ def noise_scale(lr: float, dataset_size: int, batch: int, momentum: float = 0.0)
     _positive("dataset_size", dataset_size)
     _positive("batch", batch)
     if not 0 <= momentum < 1:
-        raise ValueError(f"momentum={momentum!r} is invalid; momentum must lie in [0, 1)")
+        raise BadValue(f"momentum={momentum!r} is invalid; momentum must lie in [0, 1)")
     return lr * dataset_size / (batch * (1.0 - momentum))
 
 
@@ -196,11 +196,11 @@ def batch_size_schedule(
     _positive("base_lr", base_lr)
     _positive("base_batch", base_batch)
     if not factor > 1:
-        raise ValueError(f"factor={factor!r} is invalid; the decay factor must be > 1")
+        raise BadValue(f"factor={factor!r} is invalid; the decay factor must be > 1")
     if max_batch < base_batch:
-        raise ValueError(f"max_batch={max_batch!r} is below base_batch={base_batch!r}")
+        raise BadValue(f"max_batch={max_batch!r} is below base_batch={base_batch!r}")
     if list(milestones) != sorted(set(milestones)) or any(m <= 0 for m in milestones):
-        raise ValueError(f"milestones={list(milestones)!r} must be increasing positive epochs")
+        raise BadValue(f"milestones={list(milestones)!r} must be increasing positive epochs")
     phases = [BatchPhase(0, base_batch, base_lr)]
     for epoch in milestones:
         last = phases[-1]

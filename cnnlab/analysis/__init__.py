@@ -1,1 +1,0 @@
-"""Layer 4: complexity (analytic, cross-checked by tracing)."""

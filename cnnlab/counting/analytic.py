@@ -1,0 +1,104 @@
+"""``cnnlab.complexity``: params, MACs, activations and memory access of a model, analytically."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from operator import itemgetter
+
+from torch import nn
+
+from cnnlab.counting.trace import traced_counts
+from cnnlab.errors import BadType, BadValue
+from cnnlab.models.net import CostRow, Net, plan_cost, shared_plan
+from cnnlab.models.registry import get_entry, input_size_of, model_config
+
+
+@dataclass(frozen=True)
+class Complexity:
+    """Counts at batch 1 for one input of ``input_size`` (conventions: cnnlab.ops.cost).
+
+    ``rows`` holds the per-layer breakdown when the count is analytic, and is empty when it was
+    traced (a model that is not a cnnlab network).
+    """
+
+    params: int
+    macs: int
+    activations: int
+    memory_access: int
+    input_size: tuple[int, int, int]
+    method: str
+    rows: tuple[CostRow, ...] = ()
+
+
+_cx_of = itemgetter(2)  # a CostRow's Cx
+
+
+def _check_input_size(input_size) -> tuple[int, int, int]:
+    size = tuple(int(v) for v in input_size)
+    if len(size) != 3 or min(size) < 1:
+        raise BadValue(f"input_size must be (channels, height, width), all >= 1; got {input_size}")
+    return size
+
+
+def _from_rows(rows: list[CostRow], input_size, method="analytic") -> Complexity:
+    # each column of the rows' Cx summed by builtins: no Python-level loop over the layers
+    _, _, _, params, macs, activations, memory_access = map(sum, zip(*map(_cx_of, rows)))
+    return Complexity(
+        params=params,
+        macs=macs,
+        activations=activations,
+        memory_access=memory_access,
+        input_size=input_size,
+        method=method,
+        rows=tuple(rows),
+    )
+
+
+def complexity(
+    model_or_name: nn.Module | str,
+    input_size: tuple[int, int, int] | None = None,
+    **overrides,
+) -> Complexity:
+    """Params, MACs, activations and memory access of a model or a registered model name.
+
+    A name (with optional config ``overrides``) or a cnnlab network is counted analytically from
+    its plan, without building tensors. Any other ``nn.Module``, or a cnnlab network whose layers
+    were swapped after building (``convert_norm``, say), is counted by tracing one forward pass
+    (``method="traced"``). ``input_size`` defaults to the model's registered input size, for a
+    name and for the model ``create_model`` built from it alike.
+    """
+    if isinstance(model_or_name, str):
+        entry = get_entry(model_or_name)
+        cfg = model_config(model_or_name, **overrides)
+        size = _check_input_size(input_size_of(model_or_name, input_size, **overrides))
+        return _from_rows(plan_cost(cfg, shared_plan(entry.family.plan, cfg), size), size)
+    if overrides:
+        raise BadType("config overrides apply to a model name, not to a built model")
+    if isinstance(model_or_name, Net) and model_or_name.matches_plan():
+        size = _check_input_size(input_size_of(model_or_name, input_size))
+        return _from_rows(plan_cost(model_or_name.cfg, model_or_name.plan, size), size)
+    if isinstance(model_or_name, nn.Module):
+        size = _check_input_size(input_size_of(model_or_name, input_size))
+        t = traced_counts(model_or_name, size)
+        return Complexity(t.params, t.macs, t.activations, t.memory_access, size, "traced")
+    raise BadType(
+        f"complexity() takes a model name or an nn.Module, got {type(model_or_name).__name__}"
+    )
+
+
+def check_input_size(model_or_name: nn.Module | str, input_size: tuple[int, int, int]) -> None:
+    """Refuse an input a registered model or a cnnlab network cannot take, before any tensor runs.
+
+    Raises ValueError naming the first layer the input is too small for (or the channel count
+    the model takes), from the analytic count. Other modules are not checked here: their first
+    forward pass says what is wrong.
+    """
+    if isinstance(model_or_name, str) or (
+        isinstance(model_or_name, Net) and model_or_name.matches_plan()
+    ):
+        try:
+            complexity(model_or_name, input_size)
+        except ValueError as e:
+            name = model_or_name if isinstance(model_or_name, str) else "this model"
+            size = "x".join(map(str, input_size))
+            raise BadValue(f"{name} cannot take a {size} input: {e}") from None
