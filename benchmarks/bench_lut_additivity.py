@@ -2,7 +2,7 @@
 
 A latency table predicts a model as the sum of its operators, each timed alone (``cnnlab lut
 build``). Its held-out accuracy here mixes two errors: that sum's own, and the machine's change
-of speed between the build and the measurement (10-40% within minutes on this project's VM).
+of speed between the build and the measurement (10-40% within minutes on a 2-vCPU VM).
 This separates the first: each round times the whole model once, then every distinct operator
 once, alone, as ``lut build`` does (operators from ``cnnlab.speedlab.lut.opsig.extract_ops``); the
 ratio sum(count x operator) / model is taken per round, so both sides see the same machine.

@@ -24,7 +24,7 @@ import torch
 
 import cnnlab
 from benchmarks._common import apply_malloc, malloc_option, operator_counts, save
-from cnnlab.cli.lut import DEFAULT_MODELS, FULL, select_models
+from cnnlab.speedlab.lut.jobs import DEFAULT_MODELS, FULL, select_models
 from cnnlab.speedlab.lut.regress import Synthetic, fit_regressors, predict_key, synthetic_ops
 from cnnlab.speedlab.lut.table import LatencyTable, environment, measure_op
 

@@ -7,7 +7,7 @@ the lr schedule, the NaN check, metrics, the progress state. The two run alterna
 ``--chunk`` updates; each round's images/s ratio (ours / reference) is kept and the median with a
 95% CI is reported. Target (issue 5): ratio >= 0.95.
 
-    python -m benchmarks.bench_train_loop --threads 2 [--data cifar10:../shared/data/cifar10-jpg]
+    python -m benchmarks.bench_train_loop --threads 2 [--data cifar10:PATH]
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 # eager and against torch.compile with CUDA graphs by hand).
 # From the repo root: OUT=folder bash benchmarks/cuda_deploy.sh; logs and results land in $OUT.
 # MODELS and BATCHES pick bench_deploy's configurations (default: all four); BENCH_MODELS
-# (space-separated) picks cnnlab bench's models (default: the survey's); BENCH=0 skips
+# (space-separated) picks cnnlab bench's models (default: ShuffleNet v2's Table 8); BENCH=0 skips
 # cnnlab bench, DEPLOY=0 bench_deploy. On an H100 the CUDA tests took about 45 s, cnnlab bench about 6.4 s per row
 # (46 rows: over 5 minutes) and bench_deploy about 2 minutes per model: with every default this
 # runs past one 10-minute device call, so split it (BENCH=0, then MODELS=...).

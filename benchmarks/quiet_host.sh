@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The checks this project's 2-vCPU VM cannot settle, on a second machine (the lent GPU machine:
-# 16 CPU cores), not part of CI. On the VM the host's speed drifts 10-40% within seconds, with
+# The checks a 2-vCPU VM cannot settle, on a second machine (a GPU machine with 16 CPU
+# cores), not part of CI. On the 2-vCPU VM the host's speed drifts 10-40% within seconds, with
 # one thread too, so one model's medians repeat within 5% in about 1 run of 6 and a latency
 # table's held-out error carries 15% of per-operator noise. Here the same benchmarks run pinned
 # to 2 cores of a larger machine, to tell the tool's repeatability from the host's; then the

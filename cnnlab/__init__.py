@@ -3,6 +3,7 @@
 from cnnlab._version import __version__
 from cnnlab.counting.analytic import Complexity, complexity
 from cnnlab.deployment.select import deploy
+from cnnlab.deployment.timed import compare_deployed, measure_deployed
 from cnnlab.measure.latency import compare_latency, measure_latency
 from cnnlab.models import create_model, list_models
 from cnnlab.models.timm_port import from_timm
@@ -18,6 +19,7 @@ __all__ = [
     "__version__",
     "Complexity",
     "build_lut",
+    "compare_deployed",
     "compare_latency",
     "complexity",
     "convert_norm",
@@ -30,6 +32,7 @@ __all__ = [
     "list_models",
     "load_lut",
     "machine_peak",
+    "measure_deployed",
     "measure_latency",
     "predict_latency",
     "roofline",

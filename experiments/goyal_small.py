@@ -1,14 +1,18 @@
 """Goyal et al. 2017 at small scale: does gradual warmup close the large-batch gap here?
 
-Runs, on real data (Fashion-MNIST by default), the same model for the same epochs:
+Runs, on real data given by ``--data`` (Fashion-MNIST in the recorded run), the same model for
+the same epochs:
   1. batch 64, lr 0.1 x 64/256 (the small-batch baseline),
   2. batch 1024, linear scaling rule (lr 0.1 x 1024/256), no warmup,
   3. batch 1024, linear scaling rule + gradual warmup (Goyal §2.2),
   4. batch 1024, LARS (You et al. 2017) with warmup and the paper's polynomial decay,
 for each seed, then writes results JSON and a plot of the validation curves.
 
-    python -m experiments.goyal_small --data fashion-mnist:../shared/data/fashion-mnist \
+    python -m experiments.goyal_small --data fashion-mnist:PATH \
         --epochs 4 --seeds 0,1 --threads 2 --out experiments/results/goyal_small
+
+PATH is a folder holding Fashion-MNIST's four IDX ``.gz`` files; any ``--data`` that
+``cnnlab train`` takes works (``mnist:PATH``, ``cifar10:PATH``, ...). Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import time
 from pathlib import Path
 
 from cnnlab._io import atomic_write, save_figure
+from cnnlab.errors import UserError
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.loop import train
 
@@ -90,7 +95,13 @@ def plot(results: dict, path: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default="fashion-mnist:../shared/data/fashion-mnist")
+    p.add_argument(
+        "--data",
+        required=True,
+        metavar="KIND:PATH",
+        help="the data set, as cnnlab train's --data: e.g. fashion-mnist:PATH, where PATH holds "
+        "Fashion-MNIST's IDX .gz files (required: nothing is downloaded)",
+    )
     p.add_argument("--model", default="mobilenet_v1_x0_25")
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--seeds", default="0,1")
@@ -98,7 +109,10 @@ def main() -> None:
     p.add_argument("--out", default="experiments/results/goyal_small")
     args = p.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",")]
-    results = run(args)
+    try:
+        results = run(args)
+    except UserError as e:  # a bad --data (unknown kind, missing path): one line, exit status 2
+        p.error(str(e))
     summary = {
         name: {
             "final_val_top1_mean": statistics.mean(r["val_top1"][-1] for r in runs),

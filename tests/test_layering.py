@@ -37,15 +37,17 @@ MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 def imported(name: str) -> set[str]:
     """Every cnnlab module ``name`` imports, anywhere in its body (a package import counts as
-    its ``__init__``; ``from pkg import mod`` as ``pkg.mod``)."""
+    its ``__init__``; ``from pkg import mod`` of a submodule as ``pkg.mod`` alone)."""
     tree = ast.parse(MODULES[name].read_text())
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found.update(f"{node.module}.{a.name}" for a in node.names)
+            submodules = {f"{node.module}.{a.name}" for a in node.names} & set(MODULES)
+            if len(submodules) < len(node.names):  # names defined by the module itself
+                found.add(node.module)
+            found.update(submodules)
     return {m for m in found if m in MODULES and m != name}
 
 

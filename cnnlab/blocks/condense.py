@@ -246,8 +246,9 @@ class CondenseLayer(nn.Module):
 
     ``condensed=False`` builds the training-time layer (:class:`LearnedGroupConv`), True the
     converted test-time one (:class:`CondenseConv`). ``after_conv`` (the first layer, on the stem
-    conv's output) only changes the count: a BN directly on a conv's output is folded (DESIGN.md),
-    which the training-time layer's first BN is and the index layer's is not.
+    conv's output) only changes the count: a BN directly on a conv's output is folded
+    (docs/conventions.md#memory-access), which the training-time layer's first BN is and the index
+    layer's is not.
     """
 
     def __init__(

@@ -94,12 +94,8 @@ class NasCell(nn.Module):
         return torch.cat([states[i] for i in self.spec.cell.outputs], 1)
 
     @staticmethod
-    def complexity(cx_prev: Cx, cx: Cx, spec: CellSpec, memo: dict | None = None) -> Cx:
-        """The output of the cell with the cost of the cell alone (inputs' costs not included).
-
-        ``memo`` remembers each op's cost by (op, input shape, widths, stride), for a caller that
-        counts many cells: the same op on the same state recurs within and across cells.
-        """
+    def complexity(cx_prev: Cx, cx: Cx, spec: CellSpec) -> Cx:
+        """The output of the cell with the cost of the cell alone (inputs' costs not included)."""
         _check_spec(spec)
         s0 = cx_prev.branch()
         if spec.prev == "reduce":
@@ -111,8 +107,10 @@ class NasCell(nn.Module):
         states = [s0.branch(), s1.branch()]
         widths = spec.state_widths()
         for j, node in enumerate(spec.cell.nodes):
-            outs = [_op_cost(memo, states[i], op, widths[i], spec.c, _stride(spec, i))
-                    for i, op in (node.a, node.b)]  # fmt: skip
+            outs = [
+                op_cx(states[i].branch(), op, widths[i], spec.c, _stride(spec, i))
+                for i, op in (node.a, node.b)
+            ]
             total = _cost(_cost(total, outs[0]), outs[1])
             _check_same_shape(spec, f"node{j}", outs)
             a = outs[0]
@@ -127,17 +125,6 @@ class NasCell(nn.Module):
         return total.add(c=c, h=h, w=w, memory_access=2 * c * h * w)
 
 
-def _op_cost(memo: dict | None, state: Cx, op: str, c_in: int, c_out: int, stride: int) -> Cx:
-    """op_cx on a state (its cost alone), looked up in ``memo`` first when one is given."""
-    if memo is None:
-        return op_cx(state.branch(), op, c_in, c_out, stride)
-    key = (op, state[:3], c_in, c_out, stride)
-    out = memo.get(key)
-    if out is None:
-        out = memo[key] = op_cx(state.branch(), op, c_in, c_out, stride)
-    return out
-
-
 def _stride(spec: CellSpec, state: int) -> int:
     """2 for an op of a reduction cell that reads an input state, else 1 (TF-slim)."""
     return 2 if spec.reduction and state < 2 else 1
@@ -145,7 +132,7 @@ def _stride(spec: CellSpec, state: int) -> int:
 
 def _cost(total: Cx, r: Cx) -> Cx:
     """``total`` plus the cost carried by ``r``."""
-    return total.merge((r,), total[0], total[1], total[2])
+    return total.merge((r,), total.c, total.h, total.w)
 
 
 def _check_same_shape(spec: CellSpec, what: str, outs: list[Cx], channels: bool = True) -> None:
@@ -201,14 +188,8 @@ class CellStack(nn.Module):
                              f"{cells[0].c_in[1]}")  # fmt: skip
         total = Cx(0, 0, 0)
         h_prev = h = cx.branch()
-        seen: dict[tuple, Cx] = {}  # a cell's cost depends on its wiring and input shapes only
-        ops: dict[tuple, Cx] = {}
         for spec in cells:
-            # id: hashing a genotype walks all its nodes; the specs outlive this loop
-            key = (id(spec.cell), spec.c_in, spec.c, spec.reduction, spec.prev, h_prev[:3], h[:3])
-            out = seen.get(key)
-            if out is None:
-                out = seen[key] = NasCell.complexity(h_prev, h, spec, ops)
+            out = NasCell.complexity(h_prev, h, spec)
             total = _cost(total, out)
             h_prev, h = (h_prev if spec.keep_prev else h), out.branch()
         out = act_cx(h, "relu")

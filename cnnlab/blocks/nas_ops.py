@@ -41,12 +41,8 @@ def _hw(x: torch.Tensor) -> tuple[int, int]:
 
 def _same_plan(h: int, w: int, k, stride, dilation: int) -> tuple[tuple[int, ...] | None, tuple]:
     """(F.pad pads or None, the layer's own padding) for 'SAME' on an h x w input."""
-    if k.__class__ is int and stride.__class__ is int:  # the common case: one pair for both
-        ph = same_pads(h, k, stride, dilation)
-        pw = ph if w == h else same_pads(w, k, stride, dilation)
-    else:
-        (kh, kw), (sh, sw) = pair(k), pair(stride)
-        ph, pw = same_pads(h, kh, sh, dilation), same_pads(w, kw, sw, dilation)
+    (kh, kw), (sh, sw) = pair(k), pair(stride)
+    ph, pw = same_pads(h, kh, sh, dilation), same_pads(w, kw, sw, dilation)
     if ph[0] == ph[1] and pw[0] == pw[1]:
         return None, (ph[0], pw[0])
     return (pw[0], pw[1], ph[0], ph[1]), (0, 0)

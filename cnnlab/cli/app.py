@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from cnnlab.deployment.select import BACKENDS
 from cnnlab.errors import UserError
 from cnnlab.measure.allocator import retain_freed_memory
 from cnnlab.models import get_entry
@@ -59,12 +60,23 @@ Threads = Annotated[
     int | None, typer.Option("--threads", help="intra-op threads (default: torch's current count)")
 ]
 Device = Annotated[str, typer.Option("--device", help="cpu or cuda")]
+
+
+def _backend_name(value: str | None) -> str | None:
+    """--backend as parsed: a name of the backend table, refused before any work otherwise."""
+    if value is not None and value not in BACKENDS:
+        raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {value!r}")
+    return value
+
+
 Backend = Annotated[
     str | None,
     typer.Option(
         "--backend",
-        help="deploy backend (eager, compile, onnxruntime, openvino; on a GPU cudagraphs, "
-        "compile-cudagraphs; or auto); default: the model as built",
+        callback=_backend_name,
+        help=f"deploy backend: {', '.join(BACKENDS)} (the CUDA graphs on a GPU, the runtimes on "
+        "the CPU; auto measures the candidates and keeps the fastest); without it, the "
+        "command's own default",
     ),
 ]
 

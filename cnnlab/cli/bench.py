@@ -1,4 +1,4 @@
-"""``cnnlab bench``: the survey's comparison at matched MACs, measured here (the main job)."""
+"""``cnnlab bench``: ShuffleNet v2's comparison at matched MACs (Ma et al. 2018), measured here."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from rich.table import Table
 
 from cnnlab.cli.app import (
     AsJson,
+    Backend,
     Device,
     InputSize,
     Threads,
@@ -22,9 +23,7 @@ from cnnlab.cli.app import (
     parse_input_size,
     writable_folder,
 )
-from cnnlab.deployment.select import BACKENDS, default_backend
 from cnnlab.measure.allocator import malloc_mode
-from cnnlab.measure.latency import check_device
 from cnnlab.speedlab.bench import bench_levels, run_bench, write_bench
 
 
@@ -41,18 +40,12 @@ def _batch_sizes(text: str) -> list[int]:
 @app.command()
 def bench(
     models: Annotated[
-        list[str] | None, typer.Argument(help="models (default: the survey's)")
+        list[str] | None, typer.Argument(help="models (default: the rows of ShuffleNet v2 Table 8)")
     ] = None,
     batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="comma-separated")] = "1,8",
     threads: Threads = None,
     device: Device = "cpu",
-    backend: Annotated[
-        str | None,
-        typer.Option(
-            help="deploy backend of the deployed column (default: cudagraphs on a GPU; on the CPU "
-            "openvino, else onnxruntime, if installed; else eager)"
-        ),
-    ] = None,
+    backend: Backend = None,
     rounds: Annotated[int, typer.Option(help="interleaved rounds per comparison (>= 3)")] = 6,
     out: Annotated[Path, typer.Option(help="folder for bench.csv, bench.json, bench.png")] = Path(
         "cnnlab-out/bench"
@@ -60,7 +53,10 @@ def bench(
     input_size: InputSize = None,
     as_json: AsJson = False,
 ) -> None:
-    """Latency and throughput at matched MACs, eager and deployed, with params and memory access."""
+    """Latency and throughput at matched MACs, eager and deployed, with params and memory access.
+
+    The deployed column's --backend defaults to cudagraphs on a GPU; on the CPU to openvino,
+    else onnxruntime, where installed; else eager."""
     sizes = _batch_sizes(batch_sizes)
     size = parse_input_size(input_size)
     if size is not None and (size[1] != size[2] or size[0] != 3):
@@ -68,11 +64,6 @@ def bench(
             f"bench takes a square RGB input (one side, like 160, or 3xSxS); got --input-size "
             f"{input_size}"
         )
-    dev = check_device(device)
-    if backend is None:
-        backend = default_backend(dev)
-    if backend not in BACKENDS:
-        raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     steps = len(bench_levels(models)) * len(sizes)
     writable_folder(out)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())

@@ -76,13 +76,13 @@ def _print_guidelines(results: GuidelineResults, files: dict[str, Path]) -> None
         out.print(t)
         c = results.correlation(table, scale)
         out.print(
-            f"  Spearman rho of our speed ordering vs the paper's: GPU "
+            f"  Spearman rho of our speed ordering vs Ma et al. 2018's: GPU "
             f"{_rho(c.rho_gpu, c.verdict_gpu)}, ARM {_rho(c.rho_arm, c.verdict_arm)}\n"
         )
     out.print(
         f"device {s['device']}, batch {s['batch_size']}, threads {s['threads']}, "
         f"backend {s['backend']}, {s['dtype']}, malloc {s['malloc']}; rel. = speed / first row (interleaved rounds, "
-        "95% interval); the paper: GTX 1080Ti (batches/s) and Snapdragon 810 (images/s)."
+        "95% interval); Ma et al. 2018: GTX 1080Ti (batches/s) and Snapdragon 810 (images/s)."
     )
     out.print("wrote " + ", ".join(str(p) for p in files.values()))
 
@@ -94,7 +94,11 @@ def guidelines(
     batch_size: BatchSize = 1,
     threads: Threads = None,
     platform: Annotated[
-        str, typer.Option("--platform", help="the paper's widths: arm (for a CPU) or gpu")
+        str,
+        typer.Option(
+            "--platform",
+            help="ShuffleNet v2's widths (Ma et al. 2018, Tables 1-4): arm (for a CPU) or gpu",
+        ),
     ] = "arm",
     backend: Backend = None,
     tables: Annotated[str, typer.Option("--tables", help="comma list of G1..G4")] = "G1,G2,G3,G4",
@@ -105,7 +109,8 @@ def guidelines(
     input_hw: Annotated[int, typer.Option("--input-hw", hidden=True)] = 56,
     rounds: Annotated[OptionalInt, typer.Option("--rounds", hidden=True)] = None,
 ) -> None:
-    """Re-measure ShuffleNet v2's guideline tables G1-G4 here, beside the paper's figures."""
+    """Re-measure ShuffleNet v2's guideline tables G1-G4 (Ma et al. 2018, Tables 1-4) here,
+    beside the paper's GPU and ARM figures."""
     if batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
     check_guideline_args(_tables(tables), platform, device)  # before the folder is made
@@ -166,7 +171,7 @@ def _print_lint(report: LintReport, top: int) -> None:
     out.print(
         "Costs in elements of memory access (MAC, ShuffleNet v2 §2) at batch 1: G1 over Eq. 1's "
         "equal-width bound, G2 over the dense conv per Eq. 2, G4 the element-wise ops' own "
-        "(depthwise conv included, as the paper counts it). --json lists every finding."
+        "(depthwise conv included, as Ma et al. 2018 count it). --json lists every finding."
     )
 
 
@@ -177,7 +182,8 @@ def lint_command(
     as_json: AsJson = False,
     top: Annotated[int, typer.Option("--top", help="findings shown per guideline")] = 10,
 ) -> None:
-    """Flag what ShuffleNet v2's guidelines G1-G4 warn against, layer by layer, with the fix."""
+    """Flag what ShuffleNet v2's guidelines G1-G4 (Ma et al. 2018, §2) warn against, layer by
+    layer, with the fix."""
     if top < 1:
         raise UsageError(f"--top must be >= 1, got {top}")
     report = lint(model, input_size=parse_input_size(input_size))

@@ -1,5 +1,5 @@
-"""``cnnlab latency`` and ``cnnlab deploy``: measure_latency, compare_latency and deploy from the
-command line."""
+"""``cnnlab latency`` and ``cnnlab deploy``: measure_deployed, compare_deployed and deploy from the
+command line (without --backend, the first two are measure_latency and compare_latency)."""
 
 from __future__ import annotations
 
@@ -20,12 +20,13 @@ from cnnlab.cli.app import (
     UsageError,
     app,
     console,
-    model_input_size,
+    parse_input_size,
     settings_line,
 )
-from cnnlab.deployment.select import BACKENDS, CANDIDATES, deploy
-from cnnlab.measure.latency import MODES, Contender, Latency, compare_latency, measure_latency
-from cnnlab.models import get_entry
+from cnnlab.deployment.select import CANDIDATES, deploy
+from cnnlab.deployment.timed import compare_deployed, measure_deployed
+from cnnlab.measure.latency import Contender, Latency
+from cnnlab.measure.request import MODES
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -36,11 +37,20 @@ def _dtype(name: str) -> torch.dtype:
     return DTYPES[name]
 
 
-def _size(models: list[str], input_size: str | None) -> tuple[int, int, int]:
-    """--input-size, else the first model's registered size (every contender gets one input)."""
-    for name in models:
-        get_entry(name)  # an unknown name fails before anything is built
-    return model_input_size(models[0], input_size)
+def _mode(name: str) -> str:
+    if name not in MODES:
+        raise UsageError(f"--mode must be one of {', '.join(MODES)}, got {name!r}")
+    return name
+
+
+Mode = Annotated[
+    str, typer.Option("--mode", help="inference, or train (forward + backward + SGD step)")
+]
+ChannelsLastFlag = Annotated[
+    bool, typer.Option("--channels-last", help="run the model and its input channels_last")
+]
+DType = Annotated[str, typer.Option("--dtype", help="float32, float16 or bfloat16")]
+Rounds = Annotated[int, typer.Option("--rounds", help="interleaved rounds when comparing (>= 3)")]
 
 
 @app.command("latency")
@@ -53,64 +63,41 @@ def latency_cmd(
     threads: Threads = None,
     device: Device = "cpu",
     backend: Backend = None,
-    mode: Annotated[
-        str, typer.Option("--mode", help="inference, or train (forward + backward + SGD step)")
-    ] = "inference",
-    channels_last: Annotated[
-        bool, typer.Option("--channels-last", help="run the model and its input channels_last")
-    ] = False,
-    dtype: Annotated[str, typer.Option("--dtype", help="float32, float16 or bfloat16")] = "float32",
-    rounds: Annotated[
-        int, typer.Option("--rounds", help="interleaved rounds when comparing (>= 3)")
-    ] = 30,
+    mode: Mode = "inference",
+    channels_last: ChannelsLastFlag = False,
+    dtype: DType = "float32",
+    rounds: Rounds = 30,
     as_json: AsJson = False,
 ) -> None:
     """Median latency after warm-up (one model), or models timed side by side, round by round,
-    on one input: --input-size, else the first model's registered size."""
-    size = _size(models, input_size)
-    if mode not in MODES:
-        raise UsageError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if backend is not None and (mode != "inference" or dtype != "float32" or channels_last):
-        raise UsageError(
-            "--backend deploys an fp32 inference module that chooses its own layout; drop "
-            "--mode train, --dtype and --channels-last, or drop --backend"
-        )
+    on one input: --input-size, else the first model's registered size. With --backend the
+    models are deployed first; without it they are timed as built."""
     common = dict(
-        input_size=size,
+        backend=backend,
+        input_size=parse_input_size(input_size),
         batch_size=batch_size,
         device=device,
         threads=threads,
         channels_last=channels_last,
         dtype=_dtype(dtype),
-        mode=mode,
-        backend=backend,
+        mode=_mode(mode),
     )
     if len(models) == 1:
-        lat = measure_latency(models[0], **common)
-        if as_json:
-            print(json.dumps({"model": models[0], **lat.as_dict()}, indent=2))
-            return
-        _print_latency(models[0], lat)
+        _print_latency(models[0], measure_deployed(models[0], **common), as_json)
         return
     if len(set(models)) != len(models):
         raise UsageError(f"name each model once to compare them; got {' '.join(models)}")
-    contenders = compare_latency({n: n for n in models}, rounds=rounds, **common)
-    if as_json:
-        rows = [
-            {"model": c.name, "ratio": c.ratio, "ratio_low": c.ratio_low,
-             "ratio_high": c.ratio_high, **c.latency.as_dict()}
-            for c in contenders
-        ]  # fmt: skip
-        print(json.dumps(rows, indent=2))
-        return
-    _print_comparison(contenders)
+    _print_comparison(compare_deployed({n: n for n in models}, rounds=rounds, **common), as_json)
 
 
 def _settings_line(lat: Latency) -> str:
     return f"input {'x'.join(map(str, lat.settings.input_size))}, {settings_line(lat.settings)}"
 
 
-def _print_latency(name: str, lat: Latency) -> None:
+def _print_latency(name: str, lat: Latency, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"model": name, **lat.as_dict()}, indent=2))
+        return
     console().print(
         f"{name}: median {lat.median_ms:.3f} ms (IQR {lat.q1_ms:.3f}-{lat.q3_ms:.3f}), "
         f"{lat.throughput:,.1f} images/s; {lat.samples} samples after {lat.warmup_runs} "
@@ -119,7 +106,19 @@ def _print_latency(name: str, lat: Latency) -> None:
     console().print(_settings_line(lat))
 
 
-def _print_comparison(contenders: list[Contender]) -> None:
+def _comparison_json(contenders: list[Contender]) -> str:
+    rows = [
+        {"model": c.name, "ratio": c.ratio, "ratio_low": c.ratio_low,
+         "ratio_high": c.ratio_high, **c.latency.as_dict()}
+        for c in contenders
+    ]  # fmt: skip
+    return json.dumps(rows, indent=2)
+
+
+def _print_comparison(contenders: list[Contender], as_json: bool) -> None:
+    if as_json:
+        print(_comparison_json(contenders))
+        return
     first = contenders[0].name
     table = Table(title=f"Side by side, interleaved round by round (ratio to {first})")
     for col in ("model", "median ms", "IQR ms", "images/s", "ratio", "95% CI"):
@@ -162,9 +161,7 @@ def deploy_cmd(
     batch_size: BatchSize = 1,
     threads: Threads = None,
     device: Device = "cpu",
-    backend: Annotated[
-        str, typer.Option("--backend", help=f"one of {', '.join(BACKENDS)}")
-    ] = "auto",
+    backend: Backend = "auto",
     candidates: Annotated[
         str | None,
         typer.Option(
@@ -176,12 +173,9 @@ def deploy_cmd(
     as_json: AsJson = False,
 ) -> None:
     """Fold BN (and ShuffleNet v2's shuffles), pick the fastest runtime measured here, and say why."""
-    size = model_input_size(model, input_size)
-    if backend not in BACKENDS:
-        raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     out = deploy(
         model,
-        input_size=size,
+        input_size=parse_input_size(input_size),
         batch_size=batch_size,
         backend=backend,
         device=device,
@@ -190,8 +184,7 @@ def deploy_cmd(
     )
     report = out.deploy_report
     if as_json:
-        print(json.dumps({"model": model, "input_size": size, "batch_size": batch_size,
-                          **vars(report)}, indent=2))  # fmt: skip
+        print(json.dumps({"model": model, "batch_size": batch_size, **vars(report)}, indent=2))
         return
     _print_report(model, report)
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import fnmatch
 import json
-import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
-import torch
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -17,47 +16,55 @@ from rich.table import Table
 
 from cnnlab.cli.app import (
     AsJson,
+    Backend,
     BatchSize,
     Device,
     InputSize,
     Threads,
-    UsageError,
     app,
     console,
     parse_input_size,
     writable_file,
 )
-from cnnlab.models import list_models
-from cnnlab.speedlab.lut.regress import Synthetic
-from cnnlab.speedlab.lut.table import (
-    NN_METER_TOLERANCE,
-    SOURCES,
-    LatencyTable,
-    LutRow,
-    Prediction,
-    build_lut,
-    evaluate_lut,
-    load_lut,
-    measure_like,
-    predict_latency,
+from cnnlab.speedlab.lut.jobs import (
+    DEFAULT_MODELS,
+    Built,
+    Evaluated,
+    OpenTable,
+    Predicted,
+    build_file,
+    build_sampling,
+    default_path,
+    evaluate_in,
+    open_table,
+    predict_in,
+    select_models,
+    synthetic_sample,
 )
+from cnnlab.speedlab.lut.regress import Synthetic
+from cnnlab.speedlab.lut.table import NN_METER_TOLERANCE, SOURCES, LatencyTable, LutAccuracy
+
+__all__ = ["lut_app"]
 
 lut_app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    help="Latency tables (nn-Meter's recipe): measure each operator once on this device, "
-    "predict a model as the sum over its operators.",
+    help="Latency tables (nn-Meter, Zhang et al. 2021): measure each operator once on this "
+    "device, predict a model as the sum over its operators.",
 )
 app.add_typer(lut_app, name="lut")
 
-DEFAULT_MODELS = "mobilenet_v2_*,shufflenet_v2_x0_5,shufflenet_v2_x1_5"
-QUICK = {"min_samples": 5, "min_seconds": 0.02}
-FULL = {"min_samples": 10, "min_seconds": 0.1}
-CHECKPOINT_EVERY = 20  # operators measured between two saves of a table being built
-
+PATH_HELP = "table file (default: cnnlab-out/lut/<device>-t<N>-b<B>[-<backend>].json)"
 LutPath = Annotated[
     Optional[Path],  # noqa: UP045
-    typer.Option("--lut", help="table file (default: cnnlab-out/lut/<device>-t<N>-b<B>.json)"),
+    typer.Option("--lut", help=PATH_HELP),
+]
+TableBackend = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--backend",
+        help="the --backend the table was built with: picks the default --lut and must match",
+    ),
 ]
 MeasureMissing = Annotated[
     bool,
@@ -74,42 +81,23 @@ Force = Annotated[
 ]
 
 
-def default_path(device: str, threads: int, batch_size: int, backend: str | None = None) -> Path:
-    """Where a table for this setting lives unless --out/--lut says otherwise."""
-    name = f"{device.replace(':', '_')}-t{threads}-b{batch_size}"
-    return Path("cnnlab-out") / "lut" / (f"{name}-{backend}.json" if backend else f"{name}.json")
+@contextmanager
+def _progress(total: int | None = None) -> Iterator[Callable[..., None]]:
+    """``show(done, total)``: a progress bar on stderr from its first call on, so that a refusal
+    before any measurement is printed alone."""
+    columns = (TextColumn("measuring operators"), BarColumn(), MofNCompleteColumn())
+    bar = Progress(*columns, TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+    task = bar.add_task("measure", total=total)
 
+    def show(done: int, of: int | None = total) -> None:
+        bar.start()  # once: a started bar ignores it
+        bar.update(task, completed=done, total=of)
 
-def select_models(text: str) -> list[str]:
-    """Registered names from a comma-separated list of names and fnmatch patterns."""
-    registered = list_models()
-    names: list[str] = []
-    for item in (t.strip() for t in text.split(",")):
-        matches = [item] if item in registered else fnmatch.filter(registered, item)
-        if not item or not matches:
-            raise UsageError(f"no model matches {item!r}; `cnnlab models` lists them all")
-        names += matches
-    return list(dict.fromkeys(names))
-
-
-def _table_to_continue(path: Path, device: str, threads: int, batch_size: int, fresh: bool):
-    if fresh or not path.exists():
-        return None
     try:
-        return load_lut(path, device=device, threads=threads, batch_size=batch_size)
-    except ValueError as e:
-        raise UsageError(f"{e}; or pass --fresh to start a new table at {path}") from None
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("measuring operators"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
+        yield show
+    finally:
+        if bar.live.is_started:  # a bar never shown prints nothing, not even a newline
+            bar.stop()
 
 
 @lut_app.command("build")
@@ -121,14 +109,8 @@ def build(
     batch_size: BatchSize = 1,
     threads: Threads = None,
     device: Device = "cpu",
-    backend: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option("--backend", help="deploy backend each operator is timed with"),
-    ] = None,
-    out: Annotated[
-        Optional[Path],  # noqa: UP045
-        typer.Option("--out", help="table file (default: cnnlab-out/lut/<device>-t<N>-b<B>.json)"),
-    ] = None,
+    backend: Backend = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help=PATH_HELP)] = None,  # noqa: UP045
     quick: Annotated[
         bool, typer.Option("--quick", help="5 samples and 0.02 s per operator: a rough table")
     ] = False,
@@ -152,78 +134,37 @@ def build(
     An existing table at --out of the same setting is continued: its entries are kept and only
     new operators are measured, so a killed build resumes and a table grows to more models.
     """
-    names = select_models(models)
-    if synthetic < 0:
-        raise UsageError(f"--synthetic must be >= 0, got {synthetic}")
-    size = parse_input_size(input_size)
-    n_threads = threads or torch.get_num_threads()
-    path = writable_file(out or default_path(device, n_threads, batch_size, backend))
-    sampling = {**(QUICK if quick else FULL)}
-    sampling.update(
-        {
-            k: v
-            for k, v in (("min_samples", min_samples), ("min_seconds", min_seconds))
-            if v is not None
-        }
-    )
-    table = _table_to_continue(path, device, n_threads, batch_size, fresh)
-    kept = len(table.entries) if table else 0
-    start = time.perf_counter()
-    with _progress() as bar:
-        task = bar.add_task("measure", total=None)
-
-        def on_measured(t: LatencyTable, done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-            if done % CHECKPOINT_EVERY == 0:
-                t.save(path)
-
-        table = build_lut(
-            names,
-            input_size=size,
-            batch_size=batch_size,
-            device=device,
-            threads=threads,
-            backend=backend,
-            table=table,
-            on_measured=on_measured,
-            synthetic=Synthetic(per_group=synthetic) if synthetic else None,
-            **sampling,
-        )
-    table.save(path)
-    seconds = time.perf_counter() - start
-    new = len(table.entries) - kept
+    names, sample = select_models(models), synthetic_sample(synthetic)
+    size, sampling = parse_input_size(input_size), build_sampling(quick, min_samples, min_seconds)
+    path = writable_file(out or default_path(device, threads, batch_size, backend))
+    with _progress() as show:
+        built = build_file(
+            path, names, input_size=size, batch_size=batch_size, device=device, threads=threads,
+            backend=backend, fresh=fresh, synthetic=sample, sampling=sampling, on_progress=show,
+        )  # fmt: skip
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "path": str(path),
-                    "new": new,
-                    "kept": kept,
-                    "seconds": seconds,
-                    **table.to_dict(),
-                },
-                indent=1,
-            )
-        )
+        print(json.dumps(built.as_dict(), indent=1))
         return
+    _print_built(built)
+
+
+def _print_built(built: Built) -> None:
+    table, s = built.table, built.sampling
     _print_kinds(table)
     _print_regressors(table)
     console().print(
-        f"wrote {path}: {len(table.entries)} operators ({new} measured now, {kept} kept) "
-        f"from {len(names)} models + {table.synthetic} synthetic in {seconds:.1f} s; "
-        f"{sampling['min_samples']} samples / {sampling['min_seconds']} s per operator"
+        f"wrote {built.path}: {len(table.entries)} operators ({built.new} measured now, "
+        f"{built.kept} kept) from {len(built.models)} models + {table.synthetic} synthetic in "
+        f"{built.seconds:.1f} s; {s['min_samples']} samples / {s['min_seconds']} s per operator"
     )
     console().print(f"table setting: {table.settings}")
 
 
 def _print_kinds(table: LatencyTable) -> None:
-    by_kind: dict[str, list[float]] = {}
-    for key, e in table.entries.items():
-        by_kind.setdefault(key.split(" ", 1)[0], []).append(e.median_ms)
     t = Table(title=f"latency table: {len(table.entries)} operators by kind")
     for col in ("kind", "operators", "min ms", "max ms", "sum ms"):
         t.add_column(col, justify="left" if col == "kind" else "right", no_wrap=True)
-    for kind, ms in sorted(by_kind.items(), key=lambda kv: -sum(kv[1])):
+    for kind, ms in table.by_kind().items():
         t.add_row(kind, str(len(ms)), f"{min(ms):.4f}", f"{max(ms):.4f}", f"{sum(ms):.3f}")
     console().print(t)
 
@@ -239,36 +180,20 @@ def _print_regressors(table: LatencyTable) -> None:
         cv = m.get("cv") or {}
         cells = [_pct(cv.get(name), "") for name in ("linear", "power", "forest")]
         err = m.get("cv_error")
-        t.add_row(
-            escape(group),
-            str(m["samples"]),
-            m["model"],
-            "-" if err is None else f"{err:.1%}",
-            *cells,
-        )
+        cv_error = "-" if err is None else f"{err:.1%}"
+        t.add_row(escape(group), str(m["samples"]), m["model"], cv_error, *cells)
     console().print(t)
 
 
-def _load(lut: Path | None, device: str, threads, batch_size: int, force: bool) -> tuple:
-    """(path, table, matches): the table, and whether it matches this setting (else forced)."""
-    n_threads = threads or torch.get_num_threads()
-    path = lut or default_path(device, n_threads, batch_size)
-    table = load_lut(path, force=force, device=device, threads=n_threads, batch_size=batch_size)
-    problems = table.mismatches(device=device, threads=n_threads, batch_size=batch_size)
-    if problems:
-        message = f"warning: forced use of {path}: " + "; ".join(problems)
+def _open(lut, device: str, threads, batch_size: int, backend, force: bool) -> OpenTable:
+    """The table, with a warning on stderr when it was forced from another setting."""
+    opened = open_table(
+        lut, device=device, threads=threads, batch_size=batch_size, backend=backend, force=force
+    )
+    if opened.problems:
+        message = f"warning: forced use of {opened.path}: " + "; ".join(opened.problems)
         Console(stderr=True).print(message, markup=False, highlight=False)
-    return path, table, not problems
-
-
-def _save_grown(table: LatencyTable, path: Path, added: int, matches: bool) -> str | None:
-    """Save a table that grew by on-demand measurements, unless it is from another setting."""
-    if not added:
-        return None
-    if not matches:
-        return f"{added} operators measured now; not saved to {path}: it is from another setting"
-    table.save(path)
-    return f"{added} operators measured now and added to {path}"
+    return opened
 
 
 @lut_app.command("predict")
@@ -279,6 +204,7 @@ def predict(
     device: Device = "cpu",
     threads: Threads = None,
     batch_size: BatchSize = 1,
+    backend: TableBackend = None,
     force: Force = False,
     measure: Annotated[
         bool, typer.Option("--measure", help="also measure the model and print the error")
@@ -289,25 +215,21 @@ def predict(
     as_json: AsJson = False,
 ) -> None:
     """Predict a model's latency: the table's entries, else its kind's regressor, summed."""
-    select_models(model)
-    path, table, matches = _load(lut, device, threads, batch_size, force)
-    size = parse_input_size(input_size)
-    p = predict_latency(
-        model, table, size, measure_missing=measure_missing, use_regressors=not no_regressors
-    )
-    note = _save_grown(table, path, len(p.measured_now), matches)
-    measured = measure_like(model, table, p.input_size) if measure else None
+    select_models(model)  # an unknown name is refused before the table is read
+    opened = _open(lut, device, threads, batch_size, backend, force)
+    run = predict_in(
+        opened, model, parse_input_size(input_size), measure=measure,
+        measure_missing=measure_missing, use_regressors=not no_regressors,
+    )  # fmt: skip
     if as_json:
-        d = {**p.as_dict(), "lut": str(path), "setting": table.settings, "measured_ms": measured}
-        print(json.dumps(d, indent=1))
+        print(json.dumps(run.as_dict(), indent=1))
         return
-    _print_prediction(p, top)
-    _print_summary(p, path, table, measured)
-    if note:
-        console().print(note, markup=False)
+    _print_prediction(run, top)
+    _print_summary(run)
 
 
-def _print_prediction(p: Prediction, top: int) -> None:
+def _print_prediction(run: Predicted, top: int) -> None:
+    p = run.prediction
     rows = sorted(p.rows, key=lambda r: -(r.total_ms if r.ms is not None else float("inf")))
     shown = rows[:top] if top > 0 else rows
     size = "x".join(str(v) for v in p.input_size)
@@ -324,8 +246,8 @@ def _print_prediction(p: Prediction, top: int) -> None:
     console().print(t)
 
 
-def _print_summary(p: Prediction, path: Path, table: LatencyTable, measured) -> None:
-    out = console()
+def _print_summary(run: Predicted) -> None:
+    out, p = console(), run.prediction
     out.print(
         f"{p.model}: predicted {p.total_ms:.3f} ms = sum over {p.ops} operators "
         f"({len(p.rows)} distinct); exact table coverage {p.coverage:.1%}"
@@ -341,10 +263,11 @@ def _print_summary(p: Prediction, path: Path, table: LatencyTable, measured) -> 
             f"measure them now",
             markup=False,
         )
-    if measured is not None:
-        err = (p.total_ms - measured) / measured
-        out.print(f"measured {measured:.3f} ms; prediction error {err:+.1%}")
-    out.print(f"table {path}: {table.settings}", markup=False)
+    if run.measured_ms is not None:
+        out.print(f"measured {run.measured_ms:.3f} ms; prediction error {run.error:+.1%}")
+    out.print(f"table {run.opened.path}: {run.opened.table.settings}", markup=False)
+    if run.note:
+        out.print(run.note, markup=False)
 
 
 @lut_app.command("evaluate")
@@ -355,6 +278,7 @@ def evaluate(
     device: Device = "cpu",
     threads: Threads = None,
     batch_size: BatchSize = 1,
+    backend: TableBackend = None,
     force: Force = False,
     min_samples: Annotated[int, typer.Option("--min-samples")] = 30,
     min_seconds: Annotated[float, typer.Option("--min-seconds")] = 1.0,
@@ -364,78 +288,53 @@ def evaluate(
     measure_missing: MeasureMissing = False,
     as_json: AsJson = False,
 ) -> None:
-    """nn-Meter's accuracy: the fraction of models predicted within ±10% of measured latency."""
-    names = select_models(",".join(models))
-    path, table, matches = _load(lut, device, threads, batch_size, force)
-    before = len(table.entries)
-    with _progress() as bar:
-        task = bar.add_task("measure", total=len(names))
-        acc = evaluate_lut(
-            table,
-            names,
-            input_size=parse_input_size(input_size),
-            min_samples=min_samples,
-            min_seconds=min_seconds,
-            tolerance=tolerance,
-            measure_missing=measure_missing,
-            on_model=lambda row: bar.advance(task),
-        )
-    note = _save_grown(table, path, len(table.entries) - before, matches)
+    """nn-Meter's accuracy (Zhang et al. 2021): the fraction of models predicted within ±10%
+    of their measured latency."""
+    names = select_models(models)
+    opened = _open(lut, device, threads, batch_size, backend, force)
+    with _progress(len(names)) as show:
+        run = evaluate_in(
+            opened, names, input_size=parse_input_size(input_size), min_samples=min_samples,
+            min_seconds=min_seconds, tolerance=tolerance, measure_missing=measure_missing,
+            on_progress=show,
+        )  # fmt: skip
     if as_json:
-        rows = [
-            {**r.__dict__, "error": r.error, "regressed_error": r.error_of("regressed")}
-            for r in acc.rows
-        ]
-        print(
-            json.dumps(
-                {
-                    "lut": str(path),
-                    "setting": table.settings,
-                    "tolerance": tolerance,
-                    "within": acc.within,
-                    "held_out_within": acc.held_out_within,
-                    "held_out_within_table_only": acc.held_out_within_of("table"),
-                    "held_out_within_regressed": acc.held_out_within_of("regressed"),
-                    "rows": rows,
-                },
-                indent=1,
-            )
-        )
+        print(json.dumps(run.as_dict(), indent=1))
         return
-    _print_accuracy(acc.rows, tolerance)
-    out = console()
-    held = [r for r in acc.rows if r.held_out]
+    _print_accuracy(run.accuracy)
+    _print_fractions(run, measure_missing)
+
+
+def _print_fractions(run: Evaluated, measure_missing: bool) -> None:
+    acc, out = run.accuracy, console()
+    tol = f"±{acc.tolerance:.0%}"
     out.print(
-        f"within ±{tolerance:.0%}: {_fraction(acc.rows, tolerance)} of all models; "
-        f"{_fraction(held, tolerance)} of held-out models"
+        f"within {tol}: {_fraction(acc)} of all models; {_fraction(acc, held_out=True)} of "
+        "held-out models"
         + (" (operators not in the table measured now)" if measure_missing else "")
     )
     out.print(
-        f"held-out within ±{tolerance:.0%}: exact entries only {_fraction(held, tolerance, 'table')}"
-        f"; table + regressors {_fraction(held, tolerance, 'regressed')}",
+        f"held-out within {tol}: exact entries only {_fraction(acc, 'table', True)}; "
+        f"table + regressors {_fraction(acc, 'regressed', True)}",
         markup=False,
     )
-    if note:
-        out.print(note, markup=False)
-    out.print(f"table {path}: {table.settings}", markup=False)
+    if run.note:
+        out.print(run.note, markup=False)
+    out.print(f"table {run.opened.path}: {run.opened.table.settings}", markup=False)
 
 
-def _fraction(rows: list[LutRow], tolerance: float, what: str = "predicted") -> str:
-    if not rows:
-        return "none"
-    errors = [r.error_of(what) for r in rows]
-    hits = sum(e is not None and abs(e) <= tolerance for e in errors)
-    return f"{hits}/{len(rows)} ({hits / len(rows):.0%})"
+def _fraction(acc: LutAccuracy, what: str = "predicted", held_out: bool = False) -> str:
+    hits, n = acc.count_within(what, held_out)
+    return f"{hits}/{n} ({hits / n:.0%})" if n else "none"
 
 
-def _print_accuracy(rows: tuple[LutRow, ...], tolerance: float) -> None:
-    t = Table(title=f"latency table accuracy (nn-Meter's metric: within ±{tolerance:.0%})")
+def _print_accuracy(acc: LutAccuracy) -> None:
+    t = Table(title=f"latency table accuracy (nn-Meter's metric: within ±{acc.tolerance:.0%})")
     cols = ("model", "held out", "coverage", "measured now", "table-only err", "regressed err")
     cols += ("predicted ms", "measured ms", "error", "within")
     for col in cols:
         t.add_column(col, justify="left" if col == "model" else "right", no_wrap=True)
-    for r in rows:
-        ok = "yes" if abs(r.error) <= tolerance else "no"
+    for r in acc.rows:
         t.add_row(
             r.model,
             "yes" if r.held_out else "no",
@@ -445,7 +344,7 @@ def _print_accuracy(rows: tuple[LutRow, ...], tolerance: float) -> None:
             f"{r.predicted_ms:.3f}",
             f"{r.measured_ms:.3f}",
             f"{r.error:+.1%}",
-            ok,
+            "yes" if abs(r.error) <= acc.tolerance else "no",
         )
     console().print(t)
 

@@ -20,12 +20,10 @@ from cnnlab.cli.app import (
     UsageError,
     app,
     console,
-    model_input_size,
     parse_input_size,
     settings_line,
     writable_folder,
 )
-from cnnlab.measure.latency import check_device, check_settings
 from cnnlab.models import get_entry
 from cnnlab.speedlab import breakdown as bd
 from cnnlab.speedlab import roofline as rl
@@ -140,17 +138,13 @@ def roofline_cmd(
     as_json: AsJson = False,
 ) -> None:
     """Each layer of a model on this machine's measured roofline: table, PNG and JSON."""
-    size = model_input_size(model, input_size)
+    size = parse_input_size(input_size)
     if peak_matmul < 1 or peak_copy_mb <= 0:
         raise UsageError(
             f"--peak-matmul and --peak-copy-mb must be positive, got {peak_matmul} and "
             f"{peak_copy_mb}"
         )
-    check_settings(size, batch_size, threads, "inference")  # bad input fails before any timing
-    check_device(device)
-    rl.complexity(model, size)
     folder = _out_dir(out, "roofline")
-    peak = rl.machine_peak(device, threads, matmul_size=peak_matmul, copy_mb=peak_copy_mb)
     r = rl.roofline(
         model,
         input_size=size,
@@ -158,7 +152,7 @@ def roofline_cmd(
         device=device,
         threads=threads,
         backend=backend,
-        peak=peak,
+        peak_options=dict(matmul_size=peak_matmul, copy_mb=peak_copy_mb),
     )
     json_path = bd.atomic_write(folder / "roofline.json", r.to_json().encode())
     png_path = rl.plot_roofline(r, folder / "roofline.png")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from operator import itemgetter
 
 from torch import nn
 
@@ -30,9 +29,6 @@ class Complexity:
     rows: tuple[CostRow, ...] = ()
 
 
-_cx_of = itemgetter(2)  # a CostRow's Cx
-
-
 def _check_input_size(input_size) -> tuple[int, int, int]:
     size = tuple(int(v) for v in input_size)
     if len(size) != 3 or min(size) < 1:
@@ -41,13 +37,11 @@ def _check_input_size(input_size) -> tuple[int, int, int]:
 
 
 def _from_rows(rows: list[CostRow], input_size, method="analytic") -> Complexity:
-    # each column of the rows' Cx summed by builtins: no Python-level loop over the layers
-    _, _, _, params, macs, activations, memory_access = map(sum, zip(*map(_cx_of, rows)))
     return Complexity(
-        params=params,
-        macs=macs,
-        activations=activations,
-        memory_access=memory_access,
+        params=sum(r.cx.params for r in rows),
+        macs=sum(r.cx.macs for r in rows),
+        activations=sum(r.cx.activations for r in rows),
+        memory_access=sum(r.cx.memory_access for r in rows),
         input_size=input_size,
         method=method,
         rows=tuple(rows),

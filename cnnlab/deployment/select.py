@@ -21,55 +21,23 @@ from __future__ import annotations
 import copy
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 
-from cnnlab.counting.analytic import check_input_size
 from cnnlab.deployment.cudagraphs import CudaGraphModule
+from cnnlab.deployment.fold import fold_batch_norms
 from cnnlab.deployment.runtimes import AHEAD_OF_TIME, export_onnx, runtime_available
 from cnnlab.deployment.shuffle_fold import fold_shuffles
 from cnnlab.errors import BadValue
-from cnnlab.measure.latency import check_device, check_settings, compare_latency, num_threads
+from cnnlab.measure.latency import compare, num_threads
+from cnnlab.measure.request import Request, check_request
 
 GRAPHED = {"cudagraphs": "eager", "compile-cudagraphs": "compile"}  # backend -> what it records
 CANDIDATES = ("eager", "compile", *GRAPHED, *AHEAD_OF_TIME)  # what "auto" measures, where available
 BACKENDS = (*CANDIDATES, "auto")
 TOLERANCE = 1e-4  # outputs of every backend equal the original's within this (max abs diff)
-
-
-def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """A conv computing conv then eval-mode BN: w' = w*g/s, b' = (b - mu)*g/s + beta, s = sqrt(var+eps)."""
-    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
-    fused = copy.deepcopy(conv)
-    fused.weight = nn.Parameter(conv.weight.detach() * scale.reshape(-1, 1, 1, 1))
-    bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    fused.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias.detach())
-    return fused
-
-
-def fold_batch_norms(model: nn.Module) -> tuple[nn.Module, int, int]:
-    """A copy of ``model`` (eval) with every BN that directly follows a conv in a Sequential folded.
-
-    Returns (folded model, BNs folded, BNs left). A BN that does not directly follow a conv in
-    an ``nn.Sequential`` stays (a torchvision ResNet's ``conv1``/``bn1`` attributes, say).
-    """
-    model = copy.deepcopy(model).eval()
-    folded = 0
-    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
-        names = list(seq._modules)
-        for a, b in zip(names, names[1:]):
-            conv, bn = seq._modules[a], seq._modules[b]
-            # any BatchNorm2d subclass (batch renorm, ghost, cross-process) normalises with its
-            # running statistics in eval mode, exactly as BatchNorm2d does
-            foldable = isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats
-            if isinstance(conv, nn.Conv2d) and foldable:
-                seq._modules[a] = fold_conv_bn(conv, bn)
-                seq._modules[b] = nn.Identity()
-                folded += 1
-    left = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-    return model, folded, left
 
 
 class ChannelsLast(nn.Module):
@@ -96,6 +64,7 @@ class DeployReport:
     max_abs_diff: float
     candidates: dict[str, float] = field(default_factory=dict)  # name -> median ms
     shuffles_folded: int = 0  # ShuffleNet v2 units whose channel shuffle moved into the weights
+    input_size: tuple[int, int, int] | None = None  # the input it was deployed for
 
 
 def _max_abs_diff(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
@@ -116,25 +85,18 @@ def _compile(model: nn.Module, x: torch.Tensor, threads: int | None) -> nn.Modul
     return compiled
 
 
-def _eager_layout(model: nn.Module, x: torch.Tensor, threads: int | None) -> tuple[nn.Module, bool]:
+def _eager_layout(model: nn.Module, req: Request) -> tuple[nn.Module, bool]:
     """The folded model in whichever memory layout measures faster here."""
     cl = ChannelsLast(model)
-    res = compare_latency(
-        {"nchw": model, "nhwc": cl}, threads=threads, **_shape(x), rounds=10, min_seconds=0.5
-    )
+    res = compare({"nchw": model, "nhwc": cl}, req, rounds=10, min_seconds=0.5)
     return (cl, True) if res[1].ratio < 1.0 else (model, False)
-
-
-def _shape(x: torch.Tensor) -> dict:
-    """compare_latency's input arguments for inputs like ``x`` (shape and device)."""
-    return {"input_size": tuple(x.shape[1:]), "batch_size": x.shape[0], "device": x.device.type}
 
 
 def _build(
     wanted: list[str],
     folded: nn.Module,
     x: torch.Tensor,
-    threads: int | None,
+    req: Request,
     graph: Callable[[], bytes],
     failed: dict[str, str] | None = None,
 ) -> tuple[dict[str, nn.Module], bool]:
@@ -154,9 +116,9 @@ def _build(
 
     needed = set(wanted) | {GRAPHED[n] for n in wanted if n in GRAPHED}
     modules: dict[str, nn.Module] = {}
-    cl = False
+    cl, threads = False, req.threads
     if needed & {"eager", "compile"}:
-        modules["eager"], cl = _eager_layout(folded, x, threads)
+        modules["eager"], cl = _eager_layout(folded, req)
     if "compile" in needed:
         attempt("compile", lambda: _compile(ChannelsLast(folded) if cl else folded, x, threads))
     for name in wanted:
@@ -180,17 +142,61 @@ def backend_available(name: str, dev: torch.device) -> bool:
 def default_backend(dev: torch.device) -> str:
     """The deployed column's backend when none is asked for: on a GPU, CUDA graphs of the
     folded model (no compilation to wait for); on the CPU an ahead-of-time runtime if one is
-    installed, else eager. OpenVINO comes first: on this project's 2-vCPU x86 VM it ran
+    installed, else eager. OpenVINO comes first: on an x86-64 VM with 2 vCPUs it ran
     NASNet-A and PNASNet-5 mobile in about 20 ms at batch 1, ONNX Runtime in 33-41 ms, and
     the two were within about 10% of each other on ShuffleNet v2 and MobileNet v2."""
     order = ("cudagraphs", "openvino", "onnxruntime")
     return next((n for n in order if backend_available(n, dev)), "eager")
 
 
+def check_candidates(candidates: Sequence[str]) -> tuple[str, ...]:
+    """What "auto" may try: a subset of CANDIDATES that includes eager."""
+    unknown = set(candidates) - set(CANDIDATES)
+    if unknown or "eager" not in candidates:
+        raise BadValue(
+            f"candidates must include 'eager' and come from {CANDIDATES}, got {candidates}"
+        )
+    return tuple(candidates)
+
+
+def check_backend(req: Request, backend: str) -> Request:
+    """``req`` deploying with ``backend``: one of BACKENDS that runs on its device, for an fp32
+    inference request in the default layout (a deployed module picks its own)."""
+    if backend not in BACKENDS:
+        raise BadValue(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if req.mode != "inference" or req.dtype != torch.float32 or req.channels_last:
+        raise BadValue(
+            f"backend {backend!r} deploys an fp32 inference module that chooses its own layout; "
+            "use it with mode='inference', dtype=torch.float32 and channels_last=False, or "
+            "leave the backend out"
+        )
+    if req.device.type != "cpu" and backend in AHEAD_OF_TIME:
+        raise BadValue(f"backend {backend!r} runs on the CPU here; use device='cpu'")
+    if req.device.type != "cuda" and backend in GRAPHED:
+        raise BadValue(f"backend {backend!r} records CUDA graphs; use device='cuda'")
+    return replace(req, backend=backend)
+
+
+def check_deploy(
+    model: nn.Module | str,
+    batch_sizes: Sequence[int],
+    *,
+    input_size: tuple[int, int, int] | None = None,
+    backend: str = "auto",
+    device: str = "cpu",
+    threads: int | None = None,
+) -> Request:
+    """The checked request of a deploy: settings, device and input once, then the backend."""
+    req = check_request(
+        model, input_size=input_size, batch_sizes=batch_sizes, device=device, threads=threads
+    )
+    return check_backend(req, backend)
+
+
 def deploy(
     model: nn.Module | str,
     *,
-    input_size: tuple[int, int, int] = (3, 224, 224),
+    input_size: tuple[int, int, int] | None = None,
     batch_size: int = 1,
     backend: str = "auto",
     device: str = "cpu",
@@ -202,6 +208,8 @@ def deploy(
     The returned module carries ``deploy_report`` (a :class:`DeployReport`): the backend chosen
     and why, how many BNs were folded, and the median latency of each candidate measured.
     ``candidates`` limits what "auto" tries (``torch.compile`` takes tens of seconds per model).
+    ``input_size`` defaults to the model's own (``cnnlab.models.registry.input_size_of``), and
+    the module carries it as ``default_input_size``.
     """
     return deploy_batches(
         model,
@@ -218,7 +226,7 @@ def deploy_batches(
     model: nn.Module | str,
     batch_sizes: Sequence[int],
     *,
-    input_size: tuple[int, int, int] = (3, 224, 224),
+    input_size: tuple[int, int, int] | None = None,
     backend: str = "auto",
     device: str = "cpu",
     threads: int | None = None,
@@ -227,75 +235,80 @@ def deploy_batches(
     """``deploy`` at each of ``batch_sizes``, keyed by batch size, each module chosen, checked
     and reported as ``deploy`` does; the model is folded once and exported to ONNX once (the
     export takes longer than building a runtime from it)."""
-    from cnnlab.models import create_model
-
-    wanted, size, dev = _check_request(
-        model, batch_sizes, input_size, backend, device, threads, candidates
+    candidates = check_candidates(candidates)
+    req = check_deploy(
+        model, batch_sizes, input_size=input_size, backend=backend, device=device, threads=threads
     )
+    return deploy_request(model, req, candidates)
+
+
+@dataclass(frozen=True)
+class _Folded:
+    """A model prepared once for every batch size: the original (eval, on the device), its
+    folded copy, what was folded, and its ONNX export (made on first use)."""
+
+    model: nn.Module
+    folded: nn.Module
+    counts: tuple[int, int, int]  # BNs folded, BNs left, shuffles folded
+    graph: Callable[[], bytes]
+
+
+def _fold(model: nn.Module | str, req: Request) -> _Folded:
     if isinstance(model, str):
+        from cnnlab.models import create_model
+
         model = create_model(model)
-    model = copy.deepcopy(model).to(dev).eval()
+    model = copy.deepcopy(model).to(req.device).eval()
     folded, n_folded, n_left = fold_batch_norms(model)
     folded, n_shuffles = fold_shuffles(folded)
-    inputs = [torch.randn(batch, *size, device=dev) for batch in batch_sizes]
-    graph = functools.cache(lambda: export_onnx(folded, inputs[0]))  # exported on first use
-    out = {}
-    for x in inputs:
-        failed: dict[str, str] = {}
-        modules, cl = _build(
-            wanted, folded, x, threads, graph, failed if backend == "auto" else None
-        )
-        if backend == "auto":
-            chosen, reason, medians = _fastest(wanted, modules, failed, x, threads)
-        else:
-            chosen, reason, medians = backend, "requested", {}
-        module = modules[chosen]
-        diff = _max_abs_diff(model, module, x)
-        if diff > TOLERANCE:
-            raise RuntimeError(
-                f"deploy backend {chosen!r} changed the outputs by {diff:.2e} > {TOLERANCE}"
-            )
-        module.deploy_report = DeployReport(
-            chosen, reason, n_folded, n_left, cl, diff, medians, shuffles_folded=n_shuffles
-        )
-        out[x.shape[0]] = module
-    return out
+    example = torch.randn(req.batch_sizes[0], *req.input_size, device=req.device)
+    graph = functools.cache(lambda: export_onnx(folded, example))  # exported on first use
+    return _Folded(model, folded, (n_folded, n_left, n_shuffles), graph)
 
 
-def _check_request(model, batch_sizes, input_size, backend, device, threads, candidates):
-    """The backends to build, the input size and the device of a deploy request, checked."""
-    if backend not in BACKENDS:
-        raise BadValue(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    unknown = set(candidates) - set(CANDIDATES)
-    if unknown or "eager" not in candidates:
-        raise BadValue(
-            f"candidates must include 'eager' and come from {CANDIDATES}, got {candidates}"
-        )
-    if not batch_sizes or len(set(batch_sizes)) != len(batch_sizes):
-        raise BadValue(
-            f"deploy_batches needs one or more distinct batch sizes, got {list(batch_sizes)}"
-        )
-    for batch in batch_sizes:
-        size = check_settings(input_size, batch, threads, "inference")
-    dev = check_device(device)
-    if dev.type != "cpu" and backend in AHEAD_OF_TIME:
-        raise BadValue(f"backend {backend!r} runs on the CPU here; use device='cpu'")
-    if dev.type != "cuda" and backend in GRAPHED:
-        raise BadValue(f"backend {backend!r} records CUDA graphs; use device='cuda'")
-    check_input_size(model, size)
-    if backend == "auto":
-        return [n for n in candidates if backend_available(n, dev)], size, dev
-    return [backend], size, dev
+def deploy_request(
+    model: nn.Module | str, req: Request, candidates: tuple[str, ...] = CANDIDATES
+) -> dict[int, nn.Module]:
+    """``deploy_batches`` of a checked request (``check_deploy``): nothing is checked again."""
+    prepared = _fold(model, req)
+    if req.backend == "auto":
+        wanted = [n for n in candidates if backend_available(n, req.device)]
+    else:
+        wanted = [req.backend]
+    return {b: _deploy_one(prepared, wanted, req.at_batch(b)) for b in req.batch_sizes}
 
 
-def _fastest(wanted, modules, failed, x, threads) -> tuple[str, str, dict[str, float]]:
+def _deploy_one(prepared: _Folded, wanted: list[str], req: Request) -> nn.Module:
+    """The module chosen among ``wanted`` at the request's one batch size, checked, reported."""
+    x = torch.randn(req.batch_size, *req.input_size, device=req.device)
+    auto = req.backend == "auto"
+    failed: dict[str, str] = {}
+    modules, cl = _build(wanted, prepared.folded, x, req, prepared.graph, failed if auto else None)
+    if auto:
+        chosen, reason, medians = _fastest(wanted, modules, failed, req)
+    else:
+        chosen, reason, medians = req.backend, "requested", {}
+    module = modules[chosen]
+    diff = _max_abs_diff(prepared.model, module, x)
+    if diff > TOLERANCE:
+        raise RuntimeError(
+            f"deploy backend {chosen!r} changed the outputs by {diff:.2e} > {TOLERANCE}"
+        )
+    n_folded, n_left, n_shuffles = prepared.counts
+    report = DeployReport(chosen, reason, n_folded, n_left, cl, diff, medians, n_shuffles)
+    module.deploy_report = replace(report, input_size=req.input_size)
+    module.default_input_size = req.input_size  # measured at the input it was deployed for
+    return module
+
+
+def _fastest(wanted, modules, failed, req: Request) -> tuple[str, str, dict[str, float]]:
     """The choice of "auto" among the candidates built: (backend, why, median ms of each)."""
     timed = {n: modules[n] for n in wanted if n in modules}
-    res = compare_latency(timed, threads=threads, **_shape(x), rounds=15, min_seconds=1.0)
+    res = compare(timed, req, rounds=15, min_seconds=1.0)
     medians = {c.name: c.latency.median_ms for c in res}
     chosen = min(medians, key=medians.get)
     others = ", ".join(f"{n} {ms:.2f} ms" for n, ms in medians.items())
-    reason = f"fastest measured at batch {x.shape[0]}, input {tuple(x.shape[1:])}: {others}"
+    reason = f"fastest measured at batch {req.batch_size}, input {req.input_size}: {others}"
     if failed:
         reason += "; left out, failed to build: " + "; ".join(
             f"{n} ({why})" for n, why in failed.items()

@@ -19,8 +19,13 @@ from torch import nn
 
 from cnnlab.errors import BadValue
 from cnnlab.measure.allocator import malloc_mode, minor_faults
-
-MODES = ("inference", "train")
+from cnnlab.measure.request import (  # noqa: F401  (check_device, check_settings re-exported)
+    MODES,
+    Request,
+    check_device,
+    check_request,
+    check_settings,
+)
 
 
 @dataclass(frozen=True)
@@ -74,33 +79,6 @@ class Contender:
     ratio: float  # median of the per-round ratios of this contender's time to the first's
     ratio_low: float  # distribution-free confidence interval of that median
     ratio_high: float
-
-
-def check_device(device: str | torch.device) -> torch.device:
-    """A usable torch device, or a ValueError that says why not."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise BadValue(f"unknown device {device!r} ({e}); use 'cpu' or 'cuda'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BadValue(f"device {device!r} requested but CUDA is not available here; use 'cpu'")
-    if dev.type not in ("cpu", "cuda"):
-        raise BadValue(f"device {device!r} is not supported; use 'cpu' or 'cuda'")
-    return dev
-
-
-def check_settings(input_size, batch_size: int, threads: int | None, mode: str) -> tuple:
-    """Validate the common measurement arguments; returns input_size as a tuple of ints."""
-    size = tuple(int(v) for v in input_size)
-    if len(size) != 3 or min(size) < 1:
-        raise BadValue(f"input_size must be (channels, height, width), all >= 1; got {input_size}")
-    if batch_size < 1:
-        raise BadValue(f"batch_size must be >= 1, got {batch_size}")
-    if threads is not None and threads < 1:
-        raise BadValue(f"threads must be >= 1, got {threads}")
-    if mode not in MODES:
-        raise BadValue(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    return size
 
 
 @contextmanager
@@ -230,83 +208,54 @@ def _needs_copy(model: nn.Module, dev: torch.device, dtype: torch.dtype, fmt) ->
     return any(elsewhere(t) for t in [*model.parameters(), *model.buffers()])
 
 
-def _prepare(
-    model, input_size, batch_size, device, threads, channels_last, dtype, mode, backend=None
-) -> tuple[nn.Module, torch.Tensor, torch.device, LatencySettings]:
-    from cnnlab.counting.analytic import check_input_size
-    from cnnlab.deployment.select import deploy
-    from cnnlab.models import create_model
-
-    size = check_settings(input_size, batch_size, threads, mode)
-    dev = check_device(device)
-    check_input_size(model, size)
-    if isinstance(model, str):
-        model = create_model(model)
-    label = "as given"
-    if backend is not None:
-        if mode != "inference" or dtype != torch.float32 or channels_last:
-            raise BadValue(
-                "backend= deploys an fp32 inference module that chooses its own layout; "
-                "use it with mode='inference', dtype=torch.float32 and channels_last=False"
-            )
-        model = deploy(
-            model,
-            input_size=size,
-            batch_size=batch_size,
-            backend=backend,
-            device=device,
-            threads=threads,
-        )
-        chosen = model.deploy_report.backend
-        label = chosen if backend == chosen else f"{backend} -> {chosen}"
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    if backend is None and isinstance(model, nn.Module) and _needs_copy(model, dev, dtype, fmt):
-        model = copy.deepcopy(model).to(device=dev, dtype=dtype, memory_format=fmt)
-    x = torch.randn(batch_size, *size, device=dev, dtype=dtype).contiguous(memory_format=fmt)
-    settings = LatencySettings(
-        size,
-        batch_size,
-        str(dev),
-        threads or torch.get_num_threads(),
-        channels_last,
-        str(dtype).removeprefix("torch."),
-        mode,
-        label,
+def settings_of(req: Request, backend: str | None = None) -> LatencySettings:
+    """What a measurement of ``req`` runs under, as printed beside its figures."""
+    return LatencySettings(
+        req.input_size,
+        req.batch_size,
+        str(req.device),
+        req.threads or torch.get_num_threads(),
+        req.channels_last,
+        str(req.dtype).removeprefix("torch."),
+        req.mode,
+        backend or req.label,
         malloc_mode(),
     )
-    return model, x, dev, settings
 
 
-def measure_latency(
+def placed(model: nn.Module | str, req: Request) -> nn.Module:
+    """``model`` (a name is built) on the request's device, dtype and layout; the caller's model is
+    never changed, and a deployed module (``req.backend``) runs as it is."""
+    if isinstance(model, str):
+        from cnnlab.models import create_model
+
+        model = create_model(model)
+    fmt = torch.channels_last if req.channels_last else torch.contiguous_format
+    as_given = req.backend is not None or not isinstance(model, nn.Module)
+    if as_given or not _needs_copy(model, req.device, req.dtype, fmt):
+        return model
+    return copy.deepcopy(model).to(device=req.device, dtype=req.dtype, memory_format=fmt)
+
+
+def example_input(req: Request) -> torch.Tensor:
+    """One random batch of the request's shape, device, dtype and layout."""
+    fmt = torch.channels_last if req.channels_last else torch.contiguous_format
+    x = torch.randn(req.batch_size, *req.input_size, device=req.device, dtype=req.dtype)
+    return x.contiguous(memory_format=fmt)
+
+
+def measure(
     model: nn.Module | str,
+    req: Request,
     *,
-    input_size: tuple[int, int, int] = (3, 224, 224),
-    batch_size: int = 1,
-    device: str = "cpu",
-    threads: int | None = None,
-    channels_last: bool = False,
-    dtype: torch.dtype = torch.float32,
-    mode: str = "inference",
-    backend: str | None = None,
     min_samples: int = 30,
     min_seconds: float = 1.0,
     max_seconds: float = 30.0,
 ) -> Latency:
-    """Median latency of one model after warm-up, with its interquartile range.
-
-    Samples are collected until there are ``min_samples`` of them and ``min_seconds`` have passed
-    (or ``max_seconds`` is reached). A sample averages enough back-to-back calls to last 1 ms, so
-    timer overhead stays negligible on tiny models. ``mode="train"`` times forward + backward +
-    SGD step on a copy of the model. ``threads`` is set for the measurement and restored.
-    ``backend`` (one of ``cnnlab.deployment.select.BACKENDS``: "eager", "compile",
-    "onnxruntime", "openvino", on a GPU "cudagraphs" and "compile-cudagraphs", or "auto")
-    measures ``cnnlab.deploy(model)`` instead of the model as given.
-    """
-    model, x, dev, settings = _prepare(
-        model, input_size, batch_size, device, threads, channels_last, dtype, mode, backend
-    )
-    with timing_settings(threads):
-        runner = Runner(model, x, mode, dev)
+    """``measure_latency`` of a checked request (:func:`check_request`): nothing is checked again."""
+    settings = settings_of(req)
+    with timing_settings(req.threads):
+        runner = Runner(placed(model, req), example_input(req), req.mode, req.device)
         warmup = runner.warm_up()
         calls = _calls_per_sample(runner.time())
         runner.reset_counts()
@@ -319,6 +268,43 @@ def measure_latency(
             if enough or elapsed >= max_seconds:
                 break
     return _result(times, warmup, settings, runner.faults_per_call)
+
+
+def measure_latency(
+    model: nn.Module | str,
+    *,
+    input_size: tuple[int, int, int] | None = None,
+    batch_size: int = 1,
+    device: str = "cpu",
+    threads: int | None = None,
+    channels_last: bool = False,
+    dtype: torch.dtype = torch.float32,
+    mode: str = "inference",
+    min_samples: int = 30,
+    min_seconds: float = 1.0,
+    max_seconds: float = 30.0,
+) -> Latency:
+    """Median latency of one model after warm-up, with its interquartile range.
+
+    Samples are collected until there are ``min_samples`` of them and ``min_seconds`` have passed
+    (or ``max_seconds`` is reached). A sample averages enough back-to-back calls to last 1 ms, so
+    timer overhead stays negligible on tiny models. ``mode="train"`` times forward + backward +
+    SGD step on a copy of the model. ``threads`` is set for the measurement and restored.
+    ``input_size`` defaults to the model's own (``cnnlab.models.registry.input_size_of``). The
+    model runs as given: ``cnnlab.deployment.timed.measure_deployed`` deploys it first.
+    """
+    req = check_request(
+        model,
+        input_size=input_size,
+        batch_sizes=(batch_size,),
+        device=device,
+        threads=threads,
+        dtype=dtype,
+        mode=mode,
+        channels_last=channels_last,
+    )
+    sampling = dict(min_samples=min_samples, min_seconds=min_seconds, max_seconds=max_seconds)
+    return measure(model, req, **sampling)
 
 
 def median_ci(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
@@ -338,17 +324,94 @@ def median_ci(values: list[float], confidence: float = 0.95) -> tuple[float, flo
     return v[max(k - 1, 0)], v[min(n - k, n - 1)]
 
 
+def check_rounds(rounds: int, gap_ms: float = 0.0, models: int = 1) -> None:
+    """The arguments of a side-by-side comparison beyond its request: ``models`` contenders."""
+    if models < 1:
+        raise BadValue("compare_latency needs at least one model")
+    if rounds < 3:
+        raise BadValue(f"rounds must be >= 3, got {rounds}")
+    if gap_ms < 0:
+        raise BadValue(f"gap_ms must be >= 0 (milliseconds idle before a sample), got {gap_ms}")
+
+
+def _interleave(
+    runners: dict[str, Runner],
+    calls: dict[str, int],
+    rounds: int,
+    min_seconds: float,
+    max_seconds: float,
+    gap_ms: float,
+) -> dict[str, list[float]]:
+    """Samples of every runner, round by round in rotating order, each after an idle gap and
+    one untimed call (``compare`` says why)."""
+    names = list(runners)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    start, r = time.perf_counter(), 0
+    while True:
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for n in order:
+            time.sleep(gap_ms / 1e3)  # the previous contender's threads stop spinning
+            runners[n].step()  # untimed: this contender's own threads are awake again
+            times[n].append(runners[n].time(calls[n]))
+        r += 1
+        elapsed = time.perf_counter() - start
+        if (r >= rounds and elapsed >= min_seconds) or elapsed >= max_seconds:
+            return times
+
+
+def _contenders(
+    times: dict[str, list[float]],
+    warmups: dict[str, int],
+    settings: dict[str, LatencySettings],
+    runners: dict[str, Runner],
+) -> list[Contender]:
+    """Each contender's latency and its ratio to the first, from the per-round samples."""
+    first = next(iter(times.values()))
+    out = []
+    for n, samples in times.items():
+        ratios = [t / f for t, f in zip(samples, first)]
+        low, high = median_ci(ratios)
+        lat = _result(samples, warmups[n], settings[n], runners[n].faults_per_call)
+        out.append(Contender(n, lat, statistics.median(ratios), low, high))
+    return out
+
+
+def compare(
+    models: Mapping[str, nn.Module | str],
+    req: Request,
+    *,
+    rounds: int = 30,
+    min_seconds: float = 2.0,
+    max_seconds: float = 120.0,
+    warmup_seconds: float = 20.0,
+    gap_ms: float = 20.0,
+    backends: Mapping[str, str] | None = None,
+) -> list[Contender]:
+    """``compare_latency`` of a checked request: nothing is checked again. ``backends`` names the
+    deploy backend of each contender where it differs from the request's (its settings say so)."""
+    backends = backends or {}
+    settings = {n: settings_of(req, backends.get(n)) for n in models}
+    x = example_input(req)  # every contender gets the very same input tensor
+    with timing_settings(req.threads):
+        runners = {n: Runner(placed(m, req), x, req.mode, req.device) for n, m in models.items()}
+        warmups = {n: r.warm_up(max_seconds=warmup_seconds) for n, r in runners.items()}
+        calls = {n: _calls_per_sample(r.time()) for n, r in runners.items()}
+        for runner in runners.values():
+            runner.reset_counts()
+        times = _interleave(runners, calls, rounds, min_seconds, max_seconds, gap_ms)
+    return _contenders(times, warmups, settings, runners)
+
+
 def compare_latency(
     models: Mapping[str, nn.Module | str],
     *,
-    input_size: tuple[int, int, int] = (3, 224, 224),
+    input_size: tuple[int, int, int] | None = None,
     batch_size: int = 1,
     device: str = "cpu",
     threads: int | None = None,
     channels_last: bool = False,
     dtype: torch.dtype = torch.float32,
     mode: str = "inference",
-    backend: str | None = None,
     rounds: int = 30,
     min_seconds: float = 2.0,
     max_seconds: float = 120.0,
@@ -360,53 +423,27 @@ def compare_latency(
     Each round times every contender once (one sample of back-to-back calls); the ratio of a
     contender to the first is the median of the per-round ratios, so slow drifts of a shared,
     noisy machine cancel out. ``warmup_seconds`` caps each contender's warm-up (it stops earlier
-    once two consecutive windows agree within 5%). Returns the contenders in the given order.
+    once two consecutive windows agree within 5%). ``input_size`` defaults to the first model's
+    own. Returns the contenders in the given order.
 
     Each sample is taken in the contender's own steady state, as if it ran alone: the machine
     first idles for ``gap_ms`` and the contender makes one untimed call. A runtime's worker
     threads keep spinning for milliseconds after a call (OpenMP's wait policy, TBB), and a
     contender started in that window shares the cores with them; the untimed call wakes its own
     threads. Without this, the contender that always follows another in the rotation pays for
-    it: on this project's 2-vCPU VM, one OpenVINO module ran 37% slower right after eager
-    PyTorch than an identical one right after ONNX Runtime.
+    it: on 2 vCPUs, one OpenVINO module ran 37% slower right after eager PyTorch than an
+    identical one right after ONNX Runtime.
     """
-    if len(models) < 1:
-        raise BadValue("compare_latency needs at least one model")
-    if rounds < 3:
-        raise BadValue(f"rounds must be >= 3, got {rounds}")
-    if gap_ms < 0:
-        raise BadValue(f"gap_ms must be >= 0 (milliseconds idle before a sample), got {gap_ms}")
-    prepared = {
-        name: _prepare(
-            m, input_size, batch_size, device, threads, channels_last, dtype, mode, backend
-        )
-        for name, m in models.items()
-    }
-    names = list(prepared)
-    x = prepared[names[0]][1]  # every contender gets the very same input tensor
-    with timing_settings(threads):
-        runners = {n: Runner(p[0], x, mode, p[2]) for n, p in prepared.items()}
-        warmups = {n: r.warm_up(max_seconds=warmup_seconds) for n, r in runners.items()}
-        calls = {n: _calls_per_sample(r.time()) for n, r in runners.items()}
-        for runner in runners.values():
-            runner.reset_counts()
-        times: dict[str, list[float]] = {n: [] for n in names}
-        start, r = time.perf_counter(), 0
-        while True:
-            order = names[r % len(names) :] + names[: r % len(names)]
-            for n in order:
-                time.sleep(gap_ms / 1e3)  # the previous contender's threads stop spinning
-                runners[n].step()  # untimed: this contender's own threads are awake again
-                times[n].append(runners[n].time(calls[n]))
-            r += 1
-            elapsed = time.perf_counter() - start
-            if (r >= rounds and elapsed >= min_seconds) or elapsed >= max_seconds:
-                break
-    first = times[names[0]]
-    out = []
-    for n in names:
-        ratios = [t / f for t, f in zip(times[n], first)]
-        low, high = median_ci(ratios)
-        lat = _result(times[n], warmups[n], prepared[n][3], runners[n].faults_per_call)
-        out.append(Contender(n, lat, statistics.median(ratios), low, high))
-    return out
+    check_rounds(rounds, gap_ms, len(models))
+    req = check_request(
+        list(models.values()),
+        input_size=input_size,
+        batch_sizes=(batch_size,),
+        device=device,
+        threads=threads,
+        dtype=dtype,
+        mode=mode,
+        channels_last=channels_last,
+    )
+    effort = dict(rounds=rounds, min_seconds=min_seconds, max_seconds=max_seconds)
+    return compare(models, req, **effort, warmup_seconds=warmup_seconds, gap_ms=gap_ms)

@@ -5,7 +5,7 @@ training-time network with ``create_model(name, condensed=False)``, condense it 
 with :func:`cnnlab.blocks.condense.condense_step` and :func:`~cnnlab.blocks.condense.group_lasso`,
 and convert it with :func:`convert_condensenet`.
 
-Configuration (official ``script.sh``, paper-figures §1.9): stages 4-6-8-10-8, growth
+Configuration (official ``script.sh``; docs/provenance.md#condensenet): stages 4-6-8-10-8, growth
 8-16-32-64-128 (doubling per stage), bottleneck 4, a 3x3/2 stem conv of 2*growth[0] = 16 maps,
 "fully dense" transitions that are a 2x2 average pool without a conv, a final BN-ReLU, and the
 classifier condensed to 50 % of its inputs ("CondenseLinear"). Its index is the last feature
@@ -171,8 +171,8 @@ def condensenet_paper_flops(
     """FLOPs as the CondenseNet paper counts them: conv + FC MACs + BN outputs + avg-pool inputs.
 
     Not a stated rule: an inference that reproduces the printed 529 M / 274 M exactly
-    (paper-figures §1.9). The final 7x7 average pool of the official network reads all final
-    features, before the classifier's index; the index, ReLU and concat count nothing.
+    (docs/provenance.md#condensenet). The final 7x7 average pool of the official network reads
+    all final features, before the classifier's index; the index, ReLU and concat count nothing.
     """
     if isinstance(model_or_name, str):
         cfg = model_config(model_or_name)

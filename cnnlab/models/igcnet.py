@@ -45,13 +45,17 @@ from cnnlab.ops.act import check_activation
 from cnnlab.ops.conv import ConvNormAct
 from cnnlab.ops.pool import MaxPool
 
-# Released ImageNet graphs (resnet_gcwf_noshare_imagenet_d18b*-symbol.json):
+# The registered ImageNet variants: the released graphs
+# (resnet_gcwf_noshare_imagenet_d18b*-symbol.json).
 #   name: (stem width, ((stage width c, primary partitions L, blocks n, first stride s), ...))
 #                 c,   L, n, s
 IMAGENET = {
-    "l4m32": (128, ((128, 4, 2, 1), (256, 4, 2, 2), (512, 4, 2, 2), (1024, 4, 2, 2))),
-    "l16m16": (256, ((256, 16, 2, 1), (512, 16, 2, 2), (1024, 16, 2, 2), (2048, 16, 2, 2))),
-    "l100m2": (100, ((200, 100, 2, 1), (400, 200, 2, 2), (800, 400, 2, 2), (1600, 800, 2, 2))),
+    "igcnet_l4m32": (128, ((128, 4, 2, 1), (256, 4, 2, 2), (512, 4, 2, 2), (1024, 4, 2, 2))),
+    "igcnet_l16m16": (256, ((256, 16, 2, 1), (512, 16, 2, 2), (1024, 16, 2, 2), (2048, 16, 2, 2))),
+    "igcnet_l100m2": (
+        100,
+        ((200, 100, 2, 1), (400, 200, 2, 2), (800, 400, 2, 2), (1600, 800, 2, 2)),
+    ),
 }
 # network/plain_igc.py at --depth=38 --primary-partition=24 --secondary-partition=2:
 #             c,  L,  n, s
@@ -66,7 +70,7 @@ class IGCNetConfig(NetConfig):
     stem_k: int = 7
     stem_stride: int = 2
     maxpool: bool = True
-    stages: tuple[tuple[int, int, int, int], ...] = IMAGENET["l4m32"][1]
+    stages: tuple[tuple[int, int, int, int], ...] = IMAGENET["igcnet_l4m32"][1]
     residual: bool = True
 
     def check(self) -> None:
@@ -170,17 +174,16 @@ _NOTE_L16M16 = (
     "are not reproducible"
 )
 _IMAGENET_FIGURES = {
-    "l4m32": PaperFigures(_README, "1.9e3", "11.205", "30.77", None, "12.25", _NOTE_L4M32),
-    "l16m16": PaperFigures(_README, "2.2e3", "11.329", "29.40", "2266.0", "13.53", _NOTE_L16M16),
-    "l100m2": PaperFigures(_README, "1.3e3", "8.61", "26.95"),
+    "igcnet_l4m32": PaperFigures(_README, "1.9e3", "11.205", "30.77", None, "12.25", _NOTE_L4M32),
+    "igcnet_l16m16": PaperFigures(
+        _README, "2.2e3", "11.329", "29.40", "2266.0", "13.53", _NOTE_L16M16
+    ),
+    "igcnet_l100m2": PaperFigures(_README, "1.3e3", "8.61", "26.95"),
 }
 
-for _tag, (_stem, _stages) in IMAGENET.items():
+for _name, (_stem, _stages) in IMAGENET.items():
     register_model(
-        f"igcnet_{_tag}",
-        IGCNET,
-        IGCNetConfig(stem=_stem, stages=_stages),
-        paper=_IMAGENET_FIGURES[_tag],
+        _name, IGCNET, IGCNetConfig(stem=_stem, stages=_stages), paper=_IMAGENET_FIGURES[_name]
     )
 
 register_model(

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from cnnlab.errors import BadValue
 from cnnlab.models.net import Layer, NetConfig, Plan
-from cnnlab.models.registry import Family, PaperFigures, register_model, width_tag
+from cnnlab.models.registry import Family, PaperFigures, register_model
 from cnnlab.ops.act import check_activation
 from cnnlab.ops.conv import SEPARABLE_MIDS, ConvNormAct, SeparableConv
 
@@ -92,18 +92,18 @@ def plan(cfg: MobileNetV1Config) -> Plan:
 
 FAMILY = Family("mobilenet_v1", MobileNetV1Config, plan)
 
-# Table 6 of Howard et al. 2017 (also quoted in ShuffleNet v2 Table 8).
-#   width: (MACs M, params M, top-1 err %)
-_PAPER = {
-    0.25: ("41", "0.5", "49.4"),
-    0.5: ("149", "1.3", "36.3"),
-    0.75: ("325", "2.6", "31.6"),
-    1.0: ("569", "4.2", "29.4"),
+# The registered variants; figures: Table 6 of Howard et al. 2017 (also in ShuffleNet v2 Table 8).
+#   name: (width multiplier, MACs M, params M, top-1 err %)
+VARIANTS = {
+    "mobilenet_v1_x0_25": (0.25, "41", "0.5", "49.4"),
+    "mobilenet_v1_x0_5": (0.5, "149", "1.3", "36.3"),
+    "mobilenet_v1_x0_75": (0.75, "325", "2.6", "31.6"),
+    "mobilenet_v1_x1_0": (1.0, "569", "4.2", "29.4"),
 }
 
-for _w, (_macs, _params, _err) in _PAPER.items():
+for _name, (_w, _macs, _params, _err) in VARIANTS.items():
     register_model(
-        f"mobilenet_v1_{width_tag(_w)}",
+        _name,
         FAMILY,
         MobileNetV1Config(width=_w),
         paper=PaperFigures("Howard et al. 2017, Table 6", _macs, _params, _err),

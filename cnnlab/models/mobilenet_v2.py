@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from cnnlab.blocks.inverted_residual import InvertedResidual
 from cnnlab.errors import BadValue
 from cnnlab.models.net import Layer, NetConfig, Plan
-from cnnlab.models.registry import Family, PaperFigures, register_model, width_tag
+from cnnlab.models.registry import Family, PaperFigures, register_model
 from cnnlab.ops.conv import ConvNormAct
 
 # Sandler et al. 2018, Table 2: expansion t, output channels c, repeats n, first stride s.
@@ -96,13 +96,20 @@ _NOTE_PARAMS = (
     "the paper prints 3.4 M params; TF-slim lists 3.47 M, which leaves out BN's 34,112 gamma and "
     "beta; with them the count is 3,504,872, equal to torchvision's num_params"
 )
-_FIGURES = {
-    0.35: PaperFigures(_SLIM_SRC, "59", None, "39.7"),
-    0.5: PaperFigures(_SLIM_SRC, "97", None, "34.6"),
-    0.75: PaperFigures(_SLIM_SRC, "209", None, "30.2"),
-    1.0: PaperFigures(_PAPER_SRC, "300", "3.4", "28.0", computed_params="3.50", note=_NOTE_PARAMS),
-    1.4: PaperFigures(_PAPER_SRC, "585", None, "25.3", computed_macs="582.2", note=_NOTE_14),
+# The registered variants.  name: (width multiplier, paper figures)
+VARIANTS = {
+    "mobilenet_v2_x0_35": (0.35, PaperFigures(_SLIM_SRC, "59", None, "39.7")),
+    "mobilenet_v2_x0_5": (0.5, PaperFigures(_SLIM_SRC, "97", None, "34.6")),
+    "mobilenet_v2_x0_75": (0.75, PaperFigures(_SLIM_SRC, "209", None, "30.2")),
+    "mobilenet_v2_x1_0": (
+        1.0,
+        PaperFigures(_PAPER_SRC, "300", "3.4", "28.0", computed_params="3.50", note=_NOTE_PARAMS),
+    ),
+    "mobilenet_v2_x1_4": (
+        1.4,
+        PaperFigures(_PAPER_SRC, "585", None, "25.3", computed_macs="582.2", note=_NOTE_14),
+    ),
 }
 
-for _w, _fig in _FIGURES.items():
-    register_model(f"mobilenet_v2_{width_tag(_w)}", FAMILY, MobileNetV2Config(width=_w), paper=_fig)
+for _name, (_w, _fig) in VARIANTS.items():
+    register_model(_name, FAMILY, MobileNetV2Config(width=_w), paper=_fig)

@@ -124,9 +124,3 @@ def input_size_of(model_or_name, input_size=None, **overrides) -> tuple[int, int
         size = get_entry(model_or_name).input_size
         return (overrides.get("in_chans", size[0]), *size[1:])
     return tuple(getattr(model_or_name, "default_input_size", (3, 224, 224)))
-
-
-def width_tag(width: float) -> str:
-    """The name suffix of a width multiplier, torchvision style: 0.5 -> x0_5, 1.0 -> x1_0."""
-    tag = f"{width:g}".replace(".", "_")
-    return f"x{tag}" if "_" in tag else f"x{tag}_0"

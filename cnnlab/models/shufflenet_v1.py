@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from cnnlab.blocks.shufflenet_v1 import ShuffleV1Unit
 from cnnlab.errors import BadValue
 from cnnlab.models.net import Layer, NetConfig, Plan
-from cnnlab.models.registry import Family, PaperFigures, register_model, width_tag
+from cnnlab.models.registry import Family, PaperFigures, register_model
 from cnnlab.ops.act import check_activation
 from cnnlab.ops.conv import ConvNormAct
 from cnnlab.ops.pool import MaxPool
@@ -228,14 +228,39 @@ def _figures(g: int, width: float) -> PaperFigures | None:
     return PaperFigures(src, macs, params, err, computed_macs=computed, note=note)
 
 
-for _w in WIDTHS:
-    for _g in GROUPS:
-        register_model(
-            f"shufflenet_v1_g{_g}_{width_tag(_w)}",
-            FAMILY,
-            config_for(_g, _w),
-            paper=_figures(_g, _w),
-        )
+# The registered variants: every Table 1 group count at every width; widths from
+# :func:`scaled_widths`, figures from :func:`_figures` (None where nothing is published).
+#   name: (groups, width)
+VARIANTS = {
+    "shufflenet_v1_g1_x0_25": (1, 0.25),
+    "shufflenet_v1_g2_x0_25": (2, 0.25),
+    "shufflenet_v1_g3_x0_25": (3, 0.25),
+    "shufflenet_v1_g4_x0_25": (4, 0.25),
+    "shufflenet_v1_g8_x0_25": (8, 0.25),
+    "shufflenet_v1_g1_x0_5": (1, 0.5),
+    "shufflenet_v1_g2_x0_5": (2, 0.5),
+    "shufflenet_v1_g3_x0_5": (3, 0.5),
+    "shufflenet_v1_g4_x0_5": (4, 0.5),
+    "shufflenet_v1_g8_x0_5": (8, 0.5),
+    "shufflenet_v1_g1_x1_0": (1, 1.0),
+    "shufflenet_v1_g2_x1_0": (2, 1.0),
+    "shufflenet_v1_g3_x1_0": (3, 1.0),
+    "shufflenet_v1_g4_x1_0": (4, 1.0),
+    "shufflenet_v1_g8_x1_0": (8, 1.0),
+    "shufflenet_v1_g1_x1_5": (1, 1.5),
+    "shufflenet_v1_g2_x1_5": (2, 1.5),
+    "shufflenet_v1_g3_x1_5": (3, 1.5),
+    "shufflenet_v1_g4_x1_5": (4, 1.5),
+    "shufflenet_v1_g8_x1_5": (8, 1.5),
+    "shufflenet_v1_g1_x2_0": (1, 2.0),
+    "shufflenet_v1_g2_x2_0": (2, 2.0),
+    "shufflenet_v1_g3_x2_0": (3, 2.0),
+    "shufflenet_v1_g4_x2_0": (4, 2.0),
+    "shufflenet_v1_g8_x2_0": (8, 2.0),
+}
+
+for _name, (_g, _w) in VARIANTS.items():
+    register_model(_name, FAMILY, config_for(_g, _w), paper=_figures(_g, _w))
 
 register_model(
     "shufflenet_v1_g3_x2_0_se",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from cnnlab.blocks.shufflenet_v2 import LAYOUTS, ShuffleV2Unit
 from cnnlab.errors import BadValue
 from cnnlab.models.net import Layer, NetConfig, Plan
-from cnnlab.models.registry import Family, PaperFigures, register_model, width_tag
+from cnnlab.models.registry import Family, PaperFigures, register_model
 from cnnlab.ops.act import check_activation
 from cnnlab.ops.conv import ConvNormAct
 from cnnlab.ops.pool import MaxPool
@@ -93,36 +93,37 @@ def config_for_width(width: float, **kw) -> ShuffleNetV2Config:
     return ShuffleNetV2Config(stem=stem, stage_channels=tuple(stages), conv5=conv5, **kw)
 
 
-# Paper figures: Table 5 (FLOPs, weights) and Table 8 (top-1 err) of Ma et al. 2018.
-_PAPER = {
-    0.5: ("41", "1.4", "39.7"),
-    1.0: ("146", "2.3", "30.6"),
-    1.5: ("299", "3.5", "27.4"),
-    2.0: ("591", "7.4", "25.1"),
-}
+_SRC = "Ma et al. 2018, Tables 5 and 8"
 _HALF_NOTE = (
     "the paper prints 41 M; the architecture of Table 5 (and the official code) gives 40.48 M, "
     "the paper appears to round up"
 )
-
 _SE_NOTE = (
     "SE sits on the main branch after the last 1x1 conv of every unit with as many hidden units "
     "as the branch has channels, as in the official SE-ShuffleNet v2 code; this gives 593.8 M "
     "against the printed 597 M (the paper shows the block only in a figure)"
 )
 
-for _w, (_macs, _params, _err) in _PAPER.items():
-    _tag = width_tag(_w)
-    _src = "Ma et al. 2018, Tables 5 and 8"
-    _fig = PaperFigures(_src, _macs, _params, _err)
-    if _w == 0.5:
-        _fig = PaperFigures(_src, _macs, _params, _err, computed_macs="40.48", note=_HALF_NOTE)
-    register_model(f"shufflenet_v2_{_tag}", FAMILY, config_for_width(_w), paper=_fig)
-    register_model(f"shufflenet_v2_{_tag}_star", FAMILY, config_for_width(_w, extra_dw=True))
+# The registered variants. Paper figures: Table 5 (FLOPs, weights) and Table 8 (top-1 err) of
+# Ma et al. 2018; "_star" is ShuffleNet v2* (an extra 3x3 depthwise conv per branch), unprinted.
+#   name: (config, paper figures)
+VARIANTS = {
+    "shufflenet_v2_x0_5": (
+        config_for_width(0.5),
+        PaperFigures(_SRC, "41", "1.4", "39.7", computed_macs="40.48", note=_HALF_NOTE),
+    ),
+    "shufflenet_v2_x0_5_star": (config_for_width(0.5, extra_dw=True), None),
+    "shufflenet_v2_x1_0": (config_for_width(1.0), PaperFigures(_SRC, "146", "2.3", "30.6")),
+    "shufflenet_v2_x1_0_star": (config_for_width(1.0, extra_dw=True), None),
+    "shufflenet_v2_x1_5": (config_for_width(1.5), PaperFigures(_SRC, "299", "3.5", "27.4")),
+    "shufflenet_v2_x1_5_star": (config_for_width(1.5, extra_dw=True), None),
+    "shufflenet_v2_x2_0": (config_for_width(2.0), PaperFigures(_SRC, "591", "7.4", "25.1")),
+    "shufflenet_v2_x2_0_star": (config_for_width(2.0, extra_dw=True), None),
+    "shufflenet_v2_x2_0_se": (
+        config_for_width(2.0, se=True, se_reduction=1),
+        PaperFigures("Ma et al. 2018, Table 8", "597", None, "24.6", note=_SE_NOTE),
+    ),
+}
 
-register_model(
-    "shufflenet_v2_x2_0_se",
-    FAMILY,
-    config_for_width(2.0, se=True, se_reduction=1),
-    paper=PaperFigures("Ma et al. 2018, Table 8", "597", None, "24.6", note=_SE_NOTE),
-)
+for _name, (_cfg, _fig) in VARIANTS.items():
+    register_model(_name, FAMILY, _cfg, paper=_fig)

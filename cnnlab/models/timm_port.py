@@ -16,7 +16,7 @@ from torch import nn
 from cnnlab.errors import BadValue
 from cnnlab.models.net import Net
 from cnnlab.models.port import Ports, ReadConfig
-from cnnlab.models.registry import Family, model_config
+from cnnlab.models.registry import Family
 from cnnlab.models.resnet import FAMILY as RESNET
 from cnnlab.models.resnet import ResNetConfig
 from cnnlab.models.xception import FAMILY as XCEPTION
@@ -37,7 +37,7 @@ def from_timm(timm_module: nn.Module) -> Net:
 
 def _xception_config(m: nn.Module) -> XceptionConfig:
     """timm's legacy Xception has one fixed architecture (Chollet 2017): only the ends vary."""
-    base = model_config("xception")
+    base = XceptionConfig()  # the registered xception's config: the paper's architecture
     widths = (m.conv1.out_channels, m.conv2.out_channels)
     if widths != base.stem:
         raise BadValue(f"cannot port an Xception with stem widths {widths}; expected {base.stem}")

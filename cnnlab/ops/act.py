@@ -6,9 +6,10 @@ tensors and writing one. :func:`cnnlab.ops.cost.act_cx` turns this into memory a
 analytic count equals what :mod:`cnnlab.counting.trace` sees when the module runs.
 
 The searched functions are the best ones found by Ramachandran, Zoph & Le 2017 ("Searching for
-activation functions", the table the survey reproduces; paper-figures §3.11). Their ``sinc(x)``
-is the unnormalised ``sin(x)/x`` (``sinc(0) = 1``), not ``torch.sinc``'s ``sin(pi x)/(pi x)``; it
-is computed as ``torch.sinc(x / pi)``, whose gradient is defined at 0 (``sinc'(0) = 0``).
+activation functions", the table X. Zhang's survey reproduces; docs/provenance.md#activations).
+Their ``sinc(x)`` is the unnormalised ``sin(x)/x`` (``sinc(0) = 1``), not ``torch.sinc``'s
+``sin(pi x)/(pi x)``; it is computed as ``torch.sinc(x / pi)``, whose gradient is defined at 0
+(``sinc'(0) = 0``).
 """
 
 from __future__ import annotations

@@ -64,9 +64,10 @@ class ConvNormAct(nn.Sequential):
 class SeparableConv(nn.Sequential):
     """Depthwise-separable conv (Chollet 2017; Howard et al. 2017): kxk depthwise, then 1x1.
 
-    ``mid`` chooses what sits between the depthwise and the pointwise conv, the question the survey
-    asks: MobileNet v1 uses BN + ReLU ("bn_relu"), Xception nothing ("none"). ``mid_act`` is the
-    activation that "relu" in ``mid`` stands for (a family's activation by name).
+    ``mid`` chooses what sits between the depthwise and the pointwise conv, the question X.
+    Zhang's survey ("Recent advances in CNN model research") asks: MobileNet v1 uses BN + ReLU
+    ("bn_relu"), Xception nothing ("none"). ``mid_act`` is the activation that "relu" in ``mid``
+    stands for (a family's activation by name).
     """
 
     def __init__(

@@ -1,7 +1,7 @@
 """Analytic cost of primitive layers, computed from arguments and shapes alone (no tensors).
 
 Each ``*_cx`` function takes the cost state ``cx`` of the layer's input and returns the state of
-its output: the new shape plus the cost added. Counting conventions (DESIGN.md):
+its output: the new shape plus the cost added. Counting conventions (docs/conventions.md):
 
 - ``macs``: multiply-accumulates of convolution and linear layers at batch 1 (the "FLOPs" of the
   ShuffleNet, MobileNet and NASNet papers). Biases, BN, activations, pooling and adds count zero.
@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from cnnlab.errors import BadValue
-from cnnlab.ops.act import cost_factors
+from cnnlab.ops.act import activation_cost
 
 
 class Cx(NamedTuple):
@@ -47,43 +47,34 @@ class Cx(NamedTuple):
 
     def branch(self) -> Cx:
         """The same shape with zero cost: the start of a branch or of a layer's own count."""
-        return _new(Cx, (self[0], self[1], self[2], 0, 0, 0, 0))
+        return Cx(self.c, self.h, self.w)
 
     def add(self, *, c=None, h=None, w=None, params=0, macs=0, activations=0, memory_access=0):
         """A new state: shape fields replaced where given, costs added."""
-        return _new(
-            Cx,
-            (
-                self[0] if c is None else c,
-                self[1] if h is None else h,
-                self[2] if w is None else w,
-                self[3] + params,
-                self[4] + macs,
-                self[5] + activations,
-                self[6] + memory_access,
-            ),
+        return Cx(
+            self.c if c is None else c,
+            self.h if h is None else h,
+            self.w if w is None else w,
+            self.params + params,
+            self.macs + macs,
+            self.activations + activations,
+            self.memory_access + memory_access,
         )
 
     def merge(self, branches: Iterable[Cx], c: int, h: int, w: int) -> Cx:
         """Add the costs of ``branches`` (each started with ``branch()``) and take shape (c, h, w)."""
-        params, macs, acts, mem = self[3], self[4], self[5], self[6]
+        params, macs, acts, mem = self.params, self.macs, self.activations, self.memory_access
         for b in branches:
-            params, macs, acts, mem = params + b[3], macs + b[4], acts + b[5], mem + b[6]
-        return _new(Cx, (c, h, w, params, macs, acts, mem))
-
-    def moved(self, memory_access: int, params: int = 0) -> Cx:
-        """The same shape with ``memory_access`` (and ``params``) added: the hot path of BN,
-        activations and element-wise operators."""
-        c, h, w, p, m, a, mem = self
-        return _new(Cx, (c, h, w, p + params, m, a, mem + memory_access))
-
-
-_new = tuple.__new__  # builds a Cx from its 7 fields without NamedTuple's keyword handling
+            params += b.params
+            macs += b.macs
+            acts += b.activations
+            mem += b.memory_access
+        return Cx(c, h, w, params, macs, acts, mem)
 
 
 def pair(v: int | tuple[int, int]) -> tuple[int, int]:
     """A kernel size, stride, padding or dilation as (height, width)."""
-    return (v, v) if v.__class__ is int else (int(v[0]), int(v[1]))
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
 def conv_out(size: int, k: int, stride: int, padding: int, dilation: int = 1, ceil: bool = False):
@@ -121,53 +112,33 @@ def conv2d_cx(
     bias: bool = False,
 ) -> Cx:
     """Conv2d: weights c_out*(c_in/g)*kh*kw; MACs h_out*w_out*c_out*(c_in/g)*kh*kw."""
-    c_in, h_in, w_in, p0, m0, a0, mem0 = cx  # this is the hot path of every analytic count
-    if groups != 1 and (groups < 1 or c_in % groups or c_out % groups):
-        check_groups("conv", c_in, c_out, groups)
-    if (
-        k.__class__ is int
-        and stride.__class__ is int
-        and dilation == 1
-        and (padding is None or padding.__class__ is int)
-    ):  # the common case: square kernel, one stride and one padding
-        kh = kw = k
-        pad = (k - 1) // 2 if padding is None else padding
-        h = (h_in + 2 * pad - k) // stride + 1  # conv_out's formula at dilation 1, inlined
-        w = h if w_in == h_in else (w_in + 2 * pad - k) // stride + 1
-        if h < 1 or w < 1:  # conv_out raises the error that says what to do
-            conv_out(h_in, k, stride, pad)
-            conv_out(w_in, k, stride, pad)
-    else:
-        (kh, kw), (sh, sw), (dh, dw) = pair(k), pair(stride), pair(dilation)
-        ph, pw = pair(padding) if padding is not None else (dh * (kh - 1) // 2, dw * (kw - 1) // 2)
-        h = conv_out(h_in, kh, sh, ph, dh)
-        w = conv_out(w_in, kw, sw, pw, dw)
-    weights = c_out * (c_in // groups) * kh * kw
-    params = weights + c_out if bias else weights
+    check_groups("conv", cx.c, c_out, groups)
+    (kh, kw), (sh, sw), (dh, dw) = pair(k), pair(stride), pair(dilation)
+    ph, pw = pair(padding) if padding is not None else (dh * (kh - 1) // 2, dw * (kw - 1) // 2)
+    h = conv_out(cx.h, kh, sh, ph, dh)
+    w = conv_out(cx.w, kw, sw, pw, dw)
+    weights = c_out * (cx.c // groups) * kh * kw
+    params = weights + (c_out if bias else 0)
     out = c_out * h * w
-    return _new(
-        Cx,
-        (
-            c_out,
-            h,
-            w,
-            p0 + params,
-            m0 + weights * h * w,
-            a0 + out,
-            mem0 + c_in * h_in * w_in + out + params,
-        ),
+    return cx.add(
+        c=c_out,
+        h=h,
+        w=w,
+        params=params,
+        macs=weights * h * w,
+        activations=out,
+        memory_access=cx.numel + out + params,
     )
 
 
 def norm_cx(cx: Cx, *, folded: bool = True) -> Cx:
     """BatchNorm2d: 2c parameters; free when folded into the preceding conv, else read + write."""
-    c = cx[0]
-    return cx.moved(0 if folded else 2 * c * cx[1] * cx[2] + 2 * c, 2 * c)
+    return cx.add(params=2 * cx.c, memory_access=0 if folded else 2 * cx.numel + 2 * cx.c)
 
 
 def elementwise_cx(cx: Cx, n_inputs: int = 1) -> Cx:
     """An element-wise operator (activation, add): reads its inputs, writes one output."""
-    return cx.moved((n_inputs + 1) * cx[0] * cx[1] * cx[2])
+    return cx.add(memory_access=(n_inputs + 1) * cx.numel)
 
 
 def act_cx(cx: Cx, act: str | None) -> Cx:
@@ -178,19 +149,14 @@ def act_cx(cx: Cx, act: str | None) -> Cx:
     """
     if act is None:
         return cx
-    params, per_element = cost_factors(act)
-    return cx.moved(per_element * cx[0] * cx[1] * cx[2] + params, params)
+    params, memory_access = activation_cost(act, cx.numel)
+    return cx.add(params=params, memory_access=memory_access)
 
 
 def norm_act_cx(cx: Cx, norm: bool, act: str | None) -> Cx:
-    """A folded BatchNorm2d (when ``norm``) then an activation: ``act_cx(norm_cx(cx), act)`` in
-    one step, the tail of every conv-norm-act layer (the hot path of an analytic count)."""
-    if act is None:
-        return norm_cx(cx) if norm else cx
-    c, h, w, p, m, a, mem = cx
-    act_params, per_element = cost_factors(act)
-    params = act_params + 2 * c if norm else act_params
-    return _new(Cx, (c, h, w, p + params, m, a, mem + per_element * c * h * w + act_params))
+    """A BatchNorm2d folded into the preceding conv (when ``norm``), then an activation (unless
+    ``act`` is None): the tail of every conv-norm-act layer."""
+    return act_cx(norm_cx(cx) if norm else cx, act)
 
 
 def pool_cx(cx: Cx, k: int, stride: int, padding: int = 0, *, ceil_mode: bool = False) -> Cx:
@@ -222,19 +188,19 @@ def linear_cx(cx: Cx, c_out: int, *, bias: bool = True) -> Cx:
 
 def concat_cx(cx: Cx, branches: list[Cx]) -> Cx:
     """Concatenate branch outputs along channels: reads every input, writes the output."""
-    h, w = branches[0][1], branches[0][2]
+    h, w = branches[0].h, branches[0].w
     c = 0
     for b in branches:
-        if b[1] != h or b[2] != w:
+        if b.h != h or b.w != w:
             shapes = [b.shape for b in branches]
             raise BadValue(f"concat: branch outputs differ in spatial size: {shapes}")
-        c += b[0]
-    return cx.merge(branches, c, h, w).moved(2 * c * h * w)
+        c += b.c
+    return cx.merge(branches, c, h, w).add(memory_access=2 * c * h * w)
 
 
 def shuffle_cx(cx: Cx) -> Cx:
     """Channel shuffle (reshape, transpose, flatten): one copy of the feature map."""
-    return cx.moved(2 * cx[0] * cx[1] * cx[2])
+    return cx.add(memory_access=2 * cx.numel)
 
 
 def channel_scale_cx(cx: Cx) -> Cx:

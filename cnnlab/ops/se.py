@@ -1,11 +1,12 @@
 """Squeeze-and-excitation (Hu et al. 2018, SENet §3): pool, FC c->c/r, ReLU, FC c/r->c, gate, scale.
 
-BN in the excitation path is the survey's open question; SENet itself has none. ``use_bn=True``
-puts one BN after the first FC, before its ReLU, where the follow-ups that normalise this path put
-it: the fuse layer of SKNet (Li et al. 2019, z = relu(BN(W s))) and GCNet's transform
-(Cao et al. 2019, LayerNorm after the first 1x1 conv). None normalises the second FC, whose
-output feeds the gate directly. That BN sees one value per channel and image (a 1x1 map), so it
-needs more than one image per batch in training; in inference it folds into the FC (cost zero).
+BN in the excitation path is an open question of X. Zhang's survey ("Recent advances in CNN model
+research"); SENet itself has none. ``use_bn=True`` puts one BN after the first FC, before its
+ReLU, where the follow-ups that normalise this path put it: the fuse layer of SKNet (Li et al.
+2019, z = relu(BN(W s))) and GCNet's transform (Cao et al. 2019, LayerNorm after the first 1x1
+conv). None normalises the second FC, whose output feeds the gate directly. That BN sees one
+value per channel and image (a 1x1 map), so it needs more than one image per batch in training;
+in inference it folds into the FC (cost zero).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``cnnlab bench``: the survey's speed comparison at matched MACs, measured on this machine.
+"""``cnnlab bench``: ShuffleNet v2's speed comparison at matched MACs, measured on this machine.
 
 Ma et al. 2018 (Table 8, Fig. 1) compare ShuffleNet v2 against MobileNet v1/v2, ShuffleNet v1 and
 Xception at four complexity levels (40 / 140 / 300 / 500-600 M MACs) and show that models of equal
@@ -12,19 +12,19 @@ import csv
 import io
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from torch import nn
 
 from cnnlab._io import atomic_write, save_figure
-from cnnlab.counting.analytic import check_input_size, complexity
-from cnnlab.deployment.select import default_backend, deploy_batches
-from cnnlab.errors import BadValue
-from cnnlab.measure.latency import check_device, check_settings, compare_latency
+from cnnlab.counting.analytic import Complexity, complexity
+from cnnlab.deployment.select import check_backend, default_backend, deploy_request
+from cnnlab.measure.latency import Latency, check_rounds, compare
+from cnnlab.measure.request import Request, check_request, for_models
 from cnnlab.models import create_model, get_entry
 
-# The survey's comparison (ShuffleNet v2 Table 8) at matched MACs: (model, input side or None).
+# ShuffleNet v2's comparison (Ma et al. 2018, Table 8) at matched MACs: (model, input side or None).
 # MobileNet v2 0.75 runs at 192 as the paper's "0.75 MobileNet v2 (**)" row does (154 M here);
 # Chollet's Xception (8.4 G at 299) runs at 80x80, where its MACs match the 600 M level.
 # Table 8's other rows join where it puts them: CondenseNet-74 C=G=8 (262 M here) and IGCV3-D
@@ -94,7 +94,7 @@ def _input_size(name: str, side: int | None) -> tuple[int, int, int]:
 def bench_levels(
     models: Sequence[str] | None, side: int | None = None
 ) -> dict[str, list[tuple[str, int | None]]]:
-    """The survey's levels, or one level "custom" holding the given model names.
+    """ShuffleNet v2's Table 8 levels, or one level "custom" holding the given model names.
 
     ``side`` replaces every model's input height and width (e.g. for a quick run).
     """
@@ -124,33 +124,27 @@ def run_bench(
 ) -> list[BenchRow]:
     """Measure every model of every level at every batch size, eager and deployed side by side.
 
-    ``progress(done, what)`` is called before each (level, batch size) step, and
-    ``on_step(rows)`` after it with every row so far (the CLI saves them: an interrupted run
-    keeps what it measured).
+    ``backend`` defaults to ``default_backend`` of the device. ``progress(done, what)`` is called
+    before each (level, batch size) step, and ``on_step(rows)`` after it with every row so far
+    (the CLI saves them: an interrupted run keeps what it measured).
 
     All models of a level share one interleaved comparison per batch size and input size, so
     their ratios are measured under the same machine conditions.
     """
-    for b in batch_sizes:
-        check_settings((3, 1, 1), b, threads, "inference")
-    if len(set(batch_sizes)) != len(batch_sizes):
-        raise BadValue(f"batch sizes must differ from one another, got {list(batch_sizes)}")
-    backend = backend or default_backend(check_device(device))
-    levels = bench_levels(models, side)
-    for entries in levels.values():  # an input a model cannot take fails before any timing
-        for name, s in entries:
-            check_input_size(name, _input_size(name, s))
+    check_rounds(rounds)
+    req = check_request(batch_sizes=batch_sizes, device=device, threads=threads)
+    req = check_backend(req, backend or default_backend(req.device))
+    levels = _requests(bench_levels(models, side), req)  # a bad input fails before any timing
     rows: list[BenchRow] = []
     done = 0
     for level, entries in levels.items():
-        deployed: dict[str, _Deployed] = {}
-        for batch in batch_sizes:
+        deployed: list[_Deployed] = []
+        for batch in req.batch_sizes:
             if progress:
                 progress(done, f"{level} at batch {batch}")
-            if not deployed:  # each model is deployed once, for every batch size (one export)
-                deployed = _deploy_level(entries, batch_sizes, device, threads, backend)
-            rows += _bench_group(level, deployed, batch, device, threads, rounds, min_seconds)
-            for d in deployed.values():
+            deployed = deployed or _deploy_level(entries)  # once for every batch size
+            rows += _bench_group(level, deployed, batch, rounds, min_seconds)
+            for d in deployed:
                 d.modules.pop(batch)  # measured: free its memory before the next batch size
             done += 1
             if on_step:
@@ -158,72 +152,80 @@ def run_bench(
     return rows
 
 
+def _requests(levels, req: Request) -> dict[str, list[tuple[str, Request]]]:
+    """Each model of each level with its request: the bench's, at the model's input, checked."""
+    return {
+        level: [(name, for_models(req, [name], _input_size(name, side))) for name, side in entries]
+        for level, entries in levels.items()
+    }
+
+
 @dataclass(frozen=True)
 class _Deployed:
-    """One model of a level, its input size and its deployed module at each batch size."""
+    """One model of a level: its request, counts, and its deployed module at each batch size."""
 
+    name: str
+    req: Request
     model: nn.Module
-    input_size: tuple[int, int, int]
+    cx: Complexity
     modules: dict[int, nn.Module]
 
 
-def _deploy_level(entries, batch_sizes, device, threads, backend) -> dict[str, _Deployed]:
-    out = {}
-    for name, side in entries:
-        model, size = create_model(name), _input_size(name, side)
-        modules = deploy_batches(
-            model, batch_sizes, input_size=size, backend=backend, device=device, threads=threads
-        )
-        out[name] = _Deployed(model, size, modules)
+def _deploy_level(entries: list[tuple[str, Request]]) -> list[_Deployed]:
+    """Every model of a level built, counted and deployed for all batch sizes (one export)."""
+    out = []
+    for name, req in entries:
+        model = create_model(name)
+        cx = complexity(name, req.input_size)
+        out.append(_Deployed(name, req, model, cx, deploy_request(model, req)))
     return out
 
 
-def _bench_group(level, deployed, batch, device, threads, rounds, min_seconds):
-    # contenders that share an input size are compared in one interleaved run
-    by_size: dict[tuple, list[str]] = {}
-    for name, d in deployed.items():
-        by_size.setdefault(d.input_size, []).append(name)
-    rows = []
-    for size, names in by_size.items():
-        contenders = {}
-        for name in names:
-            contenders[name] = deployed[name].model
-            contenders[name + "+deploy"] = deployed[name].modules[batch]
-        res = {
-            c.name: c
-            for c in compare_latency(
-                contenders,
-                input_size=size,
-                batch_size=batch,
-                device=device,
-                threads=threads,
-                rounds=rounds,
-                min_seconds=min_seconds,
-                warmup_seconds=3.0,
-            )
-        }
-        for name in names:
-            eager, dep = res[name].latency, res[name + "+deploy"].latency
-            cx = complexity(name, size)
-            rows.append(
-                BenchRow(
-                    level,
-                    name,
-                    size,
-                    batch,
-                    cx.params,
-                    cx.macs,
-                    cx.memory_access,
-                    eager.median_ms,
-                    eager.iqr_ms,
-                    eager.throughput,
-                    dep.median_ms,
-                    contenders[name + "+deploy"].deploy_report.backend,
-                    eager.median_ms / dep.median_ms,
-                    eager.settings.threads,
-                )
-            )
-    return rows
+def _bench_group(level, deployed: list[_Deployed], batch, rounds, min_seconds) -> list[BenchRow]:
+    """The rows of one level at one batch size: models that share an input size are compared
+    in one interleaved run."""
+    by_size: dict[tuple, list[_Deployed]] = {}
+    for d in deployed:
+        by_size.setdefault(d.req.input_size, []).append(d)
+    return [
+        row
+        for group in by_size.values()
+        for row in _compare(level, group, batch, rounds, min_seconds)
+    ]
+
+
+def _compare(level, group: list[_Deployed], batch, rounds, min_seconds) -> list[BenchRow]:
+    """Each model of ``group`` and its deployed module, side by side at ``batch``."""
+    contenders, labels = {}, {}
+    for d in group:
+        contenders[d.name] = d.model
+        contenders[d.name + "+deploy"] = d.modules[batch]
+        labels[d.name + "+deploy"] = d.modules[batch].deploy_report.backend
+    req = replace(group[0].req.at_batch(batch), backend=None)  # the models as built, and deployed
+    effort = dict(rounds=rounds, min_seconds=min_seconds, warmup_seconds=3.0)
+    res = {c.name: c.latency for c in compare(contenders, req, backends=labels, **effort)}
+    return [_row(level, d, batch, res[d.name], res[d.name + "+deploy"]) for d in group]
+
+
+def _row(level: str, d: _Deployed, batch: int, eager: Latency, dep: Latency) -> BenchRow:
+    """One row: the model's counts, its latency as built and deployed at ``batch``."""
+    cx = d.cx
+    return BenchRow(
+        level,
+        d.name,
+        d.req.input_size,
+        batch,
+        cx.params,
+        cx.macs,
+        cx.memory_access,
+        eager.median_ms,
+        eager.iqr_ms,
+        eager.throughput,
+        dep.median_ms,
+        dep.settings.backend,
+        eager.median_ms / dep.median_ms,
+        eager.settings.threads,
+    )
 
 
 def write_bench(rows: list[BenchRow], out_dir: Path, *, plot: bool = True) -> dict[str, Path]:

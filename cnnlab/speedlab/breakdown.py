@@ -19,10 +19,9 @@ mostly in the overhead share; ``measure_latency`` gives the unprofiled time.
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -30,13 +29,13 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from cnnlab._io import atomic_write, save_figure  # noqa: F401  (re-exported)
-from cnnlab.counting.analytic import check_input_size
 from cnnlab.deployment.runtimes import AHEAD_OF_TIME
-from cnnlab.deployment.select import GRAPHED
+from cnnlab.deployment.select import GRAPHED, check_backend
+from cnnlab.deployment.timed import deployed
 from cnnlab.errors import BadType, BadValue
-from cnnlab.measure.allocator import malloc_mode
-from cnnlab.measure.latency import LatencySettings, Runner, check_device, check_settings
+from cnnlab.measure.latency import LatencySettings, Runner, example_input, placed, settings_of
 from cnnlab.measure.latency import num_threads as fixed_threads
+from cnnlab.measure.request import Request, check_request
 
 DENSE, GROUP, DEPTHWISE = "dense conv", "group conv", "depthwise conv"
 ELEMENTWISE, DATA, POOL, FC = (
@@ -219,32 +218,25 @@ class Breakdown:
         }
 
 
-def deployed_model(
-    model: nn.Module,
-    backend: str,
-    *,
-    input_size: tuple[int, int, int],
-    batch_size: int,
-    device: str,
-    threads: int | None,
-    candidates: tuple[str, ...] | None = None,
-) -> tuple[nn.Module, str]:
-    """``cnnlab.deployment.select.deploy`` of a model and a label: "eager", or "auto -> compile".
+def _request(model_or_name, backend: str | None, **settings) -> Request:
+    """The checked request of a breakdown: a deploy backend must run operators the profiler sees
+    ("auto" chooses among eager and compile)."""
+    if not isinstance(model_or_name, (str, nn.Module)):
+        raise BadType(f"expected a model or a model name, got {type(model_or_name).__name__}")
+    if backend in (*AHEAD_OF_TIME, *GRAPHED):
+        raise BadValue(
+            f"the profiler sees no operators inside {backend}; use --backend eager or compile"
+        )
+    req = check_request(model_or_name, **settings)
+    return req if backend is None else check_backend(req, backend)
 
-    ``candidates`` defaults to deploy's own."""
-    from cnnlab.deployment.select import CANDIDATES, deploy
 
-    module = deploy(
-        model,
-        input_size=input_size,
-        batch_size=batch_size,
-        backend=backend,
-        device=device,
-        threads=threads,
-        candidates=candidates or CANDIDATES,
-    )
-    chosen = module.deploy_report.backend
-    return module, chosen if chosen == backend else f"{backend} -> {chosen}"
+def _model(model_or_name, req: Request) -> tuple[nn.Module, Request]:
+    """The module profiled (deployed when the request names a backend) and its request."""
+    if req.backend is None:
+        return placed(model_or_name, req), req
+    module, label = deployed(model_or_name, req, candidates=("eager", "compile"))
+    return module, replace(req, backend=label)
 
 
 def runtime_breakdown(
@@ -262,42 +254,19 @@ def runtime_breakdown(
 
     Warm-up runs to a steady state first (``Runner.warm_up`` of cnnlab.measure.latency), then
     ``iterations`` forward passes are profiled (the paper averages 100). ``input_size`` defaults to
-    the registered input size of a name, else 3x224x224 (Figure 2 uses 224x224).
+    the model's own (``cnnlab.models.registry.input_size_of``; Figure 2 uses 224x224).
     """
-    from cnnlab.models import create_model, get_entry
-
     if iterations < 1:
         raise BadValue(f"iterations must be >= 1, got {iterations}")
-    if isinstance(model_or_name, str):
-        input_size = input_size or get_entry(model_or_name).input_size
-        model = create_model(model_or_name)
-    elif isinstance(model_or_name, nn.Module):
-        model = model_or_name
-    else:
-        raise BadType(f"expected a model or a model name, got {type(model_or_name).__name__}")
-    size = check_settings(input_size or (3, 224, 224), batch_size, threads, "inference")
-    dev = check_device(device)
-    check_input_size(model, size)
-    if backend in (*AHEAD_OF_TIME, *GRAPHED):
-        raise BadValue(
-            f"the profiler sees no operators inside {backend}; use --backend eager or compile"
-        )
-    label = "as given"
-    if backend is not None:  # "auto" chooses among the runtimes whose operators can be seen
-        shape = dict(input_size=size, batch_size=batch_size, device=str(dev), threads=threads)
-        model, label = deployed_model(model, backend, **shape, candidates=("eager", "compile"))
-    elif dev.type != "cpu":
-        model = copy.deepcopy(model).to(dev)
-    x = torch.randn(batch_size, *size, device=dev)
-    with fixed_threads(threads) as n_threads:
-        runner = Runner(model, x, "inference", dev)
+    shape = dict(input_size=input_size, batch_sizes=(batch_size,), device=device, threads=threads)
+    model, req = _model(model_or_name, _request(model_or_name, backend, **shape))
+    with fixed_threads(threads):
+        runner = Runner(model, example_input(req), "inference", req.device)
         runner.warm_up(max_seconds=warmup_max_seconds)
-        events = profile_iterations(runner.step, iterations, dev)
-    us, total, n = attribute(events, on_cuda=dev.type == "cuda")
-    settings = LatencySettings(
-        size, batch_size, str(dev), n_threads, False, "float32", "inference", label, malloc_mode()
-    )
-    return Breakdown({c: v / n / 1e3 for c, v in us.items()}, total / n / 1e3, n, settings)
+        events = profile_iterations(runner.step, iterations, req.device)
+    us, total, n = attribute(events, on_cuda=req.device.type == "cuda")
+    ms = {c: v / n / 1e3 for c, v in us.items()}
+    return Breakdown(ms, total / n / 1e3, n, settings_of(req))
 
 
 _COLORS = {

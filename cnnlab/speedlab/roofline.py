@@ -25,21 +25,19 @@ import json
 import math
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
 from torch import nn
 
 from cnnlab.counting.analytic import Complexity, complexity
+from cnnlab.deployment.select import check_backend
+from cnnlab.deployment.timed import measure_request
 from cnnlab.errors import BadType, BadValue
-from cnnlab.measure.latency import (
-    Latency,
-    LatencySettings,
-    check_device,
-    check_settings,
-    measure_latency,
-)
+from cnnlab.measure.latency import LatencySettings, measure
+from cnnlab.measure.request import Request, check_request
+from cnnlab.models.registry import input_size_of
 
 BYTES_PER_ELEMENT = 4  # fp32
 FLOPS_PER_MAC = 2
@@ -113,15 +111,15 @@ def machine_peak(
     numel = int(copy_mb * 2**20) // BYTES_PER_ELEMENT
     if numel < 1:
         raise BadValue(f"copy_mb must hold at least one fp32 element, got {copy_mb}")
-    dev = check_device(device)
-    common = dict(device=str(dev), threads=threads, min_samples=min_samples)
     n = matmul_size
-    mm = measure_latency(_MatMul(n), input_size=(1, n, n), min_seconds=min_seconds, **common)
-    cp = measure_latency(_Copy(numel), input_size=(1, 1, numel), min_seconds=min_seconds, **common)
+    req = check_request(input_size=(1, n, n), device=device, threads=threads)
+    sampling = dict(min_samples=min_samples, min_seconds=min_seconds)
+    mm = measure(_MatMul(n), req, **sampling)
+    cp = measure(_Copy(numel), replace(req, input_size=(1, 1, numel)), **sampling)
     gflops = FLOPS_PER_MAC * n**3 / (mm.median_ms * 1e6)
     gbps = 2 * numel * BYTES_PER_ELEMENT / (cp.median_ms * 1e6)
     settings = {
-        "device": str(dev),
+        "device": str(req.device),
         "threads": mm.settings.threads,
         "matmul_size": n,
         "copy_bytes": numel * BYTES_PER_ELEMENT,
@@ -208,6 +206,23 @@ def _layer_modules(model: nn.Module, c: Complexity) -> list[tuple[nn.Module, tup
     return modules
 
 
+def _request(backend: str | None, **settings) -> Request:
+    """The checked request of a roofline (its input counted by ``complexity`` in ``_resolve``)."""
+    req = check_request(**settings)
+    return req if backend is None else check_backend(req, backend)
+
+
+def _layer_rows(model, c: Complexity, req: Request, peak: Peak, **sampling) -> list[RooflineRow]:
+    """Each plan layer (and the head) timed alone on an input of its own shape, placed."""
+    rows = []
+    for row, (module, shape) in zip(c.rows, _layer_modules(model, c) if c.rows else []):
+        lat = measure_request(module, replace(req, input_size=shape), **sampling)
+        cx = row.cx
+        rows.append(roofline_row(row.name, row.kind, cx.macs, cx.memory_access, lat.median_ms,
+                                 req.batch_size, peak))  # fmt: skip
+    return rows
+
+
 def roofline(
     model_or_name: nn.Module | str,
     *,
@@ -217,39 +232,28 @@ def roofline(
     threads: int | None = None,
     backend: str | None = None,
     peak: Peak | None = None,
+    peak_options: dict[str, Any] | None = None,
     layer_min_samples: int = 10,
     layer_min_seconds: float = 0.1,
 ) -> Roofline:
     """Each layer and the whole model of a cnnlab network on this machine's roofline.
 
-    ``peak`` defaults to :func:`machine_peak` at the same device and threads. The whole model is
+    ``peak`` defaults to :func:`machine_peak` at the same device and threads (with
+    ``peak_options``), measured once the arguments are checked. The whole model is
     timed by ``measure_latency`` at its defaults; each layer by ``measure_latency`` on its own
     input shape with ``layer_min_samples`` / ``layer_min_seconds``. A model that is not a cnnlab
-    network has no layer plan: only its total is placed.
+    network has no layer plan: only its total is placed. ``input_size`` defaults to the model's
+    own (``cnnlab.models.registry.input_size_of``).
     """
-    check_settings(input_size or (1, 1, 1), batch_size, threads, "inference")
-    check_device(device)
-    name, model, c = _resolve(model_or_name, input_size)
-    peak = peak or machine_peak(device, threads)
-    timing: dict[str, Any] = dict(batch_size=batch_size, device=device, threads=threads)
-    if backend is not None:
-        timing["backend"] = backend
-    whole: Latency = measure_latency(model, input_size=c.input_size, **timing)
+    shape = dict(input_size=input_size_of(model_or_name, input_size), batch_sizes=(batch_size,))
+    req = _request(backend, **shape, device=device, threads=threads)
+    name, model, c = _resolve(model_or_name, req.input_size)
+    peak = peak or machine_peak(device, threads, **(peak_options or {}))
+    whole = measure_request(model, req)
     if backend is not None:  # layers run on the backend chosen for the whole ("auto -> eager")
-        timing["backend"] = whole.settings.backend.split(" -> ")[-1]
-    rows = []
-    modules = _layer_modules(model, c) if c.rows else []
-    for row, (module, shape) in zip(c.rows, modules):
-        lat = measure_latency(
-            module,
-            input_size=shape,
-            min_samples=layer_min_samples,
-            min_seconds=layer_min_seconds,
-            **timing,
-        )
-        cx = row.cx
-        rows.append(roofline_row(row.name, row.kind, cx.macs, cx.memory_access, lat.median_ms,
-                                 batch_size, peak))  # fmt: skip
+        req = replace(req, backend=whole.settings.backend.split(" -> ")[-1])
+    sampling = dict(min_samples=layer_min_samples, min_seconds=layer_min_seconds)
+    rows = _layer_rows(model, c, req, peak, **sampling)
     total = roofline_row(name, "model", c.macs, c.memory_access, whole.median_ms, batch_size, peak)
     how = "each layer timed alone on its own input shape (measure_latency)" if rows else "none"
     return Roofline(name, tuple(rows), total, peak, whole.settings, how)

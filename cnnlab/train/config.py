@@ -22,59 +22,142 @@ BN_KINDS = ("batch", "ghost", "distributed")
 DEVICES = ("auto", "cpu", "cuda")
 
 
+def _doc(default: Any, help: str, **metadata: Any) -> Any:
+    """A field with its default and its documentation, ``metadata["help"]``; a class as the
+    default (``dict``) is a factory of fresh defaults."""
+    metadata = {"help": help, **metadata}
+    if isinstance(default, type):
+        return field(default_factory=default, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def parse_milestones(text: str) -> tuple[int, ...]:
+    """Epochs from their text form ``"30,60,80"``."""
+    try:
+        return tuple(int(m) for m in text.split(",") if m.strip())
+    except ValueError:
+        raise BadValue(f"milestones must be epochs like 30,60,80, got {text!r}") from None
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Model config overrides from ``KEY=VALUE`` texts, each value read as JSON when it is."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BadValue(f"a model override must be KEY=VALUE (e.g. width=0.5), got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 @dataclass(kw_only=True)
 class TrainConfig:
-    """A training run. Batch sizes are global (all workers together), per optimizer update."""
+    """A training run. Batch sizes are global (all workers together), per optimizer update.
 
-    model: str = "shufflenet_v2_x0_5"
-    data: str = "digits"
-    out: str = "cnnlab-out/train"
-    epochs: int = 20
-    batch_size: int = 64
-    image_size: int | None = None
-    small_input: bool | None = None  # None: the CIFAR-style stem for inputs <= 64 px if offered
-    drop_rate: float | None = None
-    # Goyal et al. 2017 §2.1: lr = base lr x global batch / reference batch (linear scaling rule)
-    lr: float = 0.1
-    reference_batch: int = 256
-    scale_lr: bool = True
-    # Goyal et al. 2017 §2.2: gradual warmup per iteration from warmup_start (default: lr)
-    warmup: str = "none"
-    warmup_epochs: float = 0.0
-    warmup_start: float | None = None
-    # step (Goyal: /10 at milestones), cosine (SGDR), linear to zero (ShuffleNet), poly (LARS)
-    schedule: str = "cosine"
-    milestones: tuple[int, ...] = ()  # epochs
-    gamma: float = 0.1
-    power: float = 2.0
-    # Smith et al. 2017: at each milestone multiply the batch by 1/gamma instead of decaying lr
-    increase_batch: bool = False
-    max_batch: int | None = None
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-5
-    trust_coefficient: float = 0.001  # LARS eta (You et al. 2017)
-    no_wd_bn_bias: bool = True  # Goyal et al. 2017 (and LARS): no decay on BN and bias
-    zero_gamma: bool = True  # Goyal et al. 2017 §5.1: gamma = 0 in each residual branch's last BN
-    label_smoothing: float = 0.0  # Szegedy et al. 2016 §7
-    accum_steps: int = 1  # micro-batches per update (the batch is split, the update is the same)
-    amp: str = "none"  # bf16 autocast (CPU and GPU) or fp16 with loss scaling (GPU)
-    ema_decay: float = 0.0  # 0: off; else EMA of weights (Polyak averaging), evaluated too
-    bn: str = "batch"  # ghost: statistics per ghost_batch images (Goyal: 32); distributed: global
-    ghost_batch: int = 32
-    seed: int = 0
-    deterministic: bool = True
-    workers: int = 0
-    device: str = "auto"
-    threads: int | None = None
-    checkpoint_every: int = 0  # steps; 0: only at each epoch end
-    max_steps: int | None = None  # stop (with a checkpoint) after this many updates
-    progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)  # model overrides, e.g. {"width": 0.5}
+    Each field's documentation is ``metadata["help"]`` (``cnnlab train``'s option help); a field
+    whose text form differs from its value (milestones "30,60,80", model overrides "KEY=VALUE")
+    names its parser in ``metadata["parse"]`` and the form's type in ``metadata["text"]``.
+    """
+
+    model: str = _doc("shufflenet_v2_x0_5", "registered model name")
+    data: str = _doc(
+        "digits",
+        "digits | mnist:PATH | fashion-mnist:PATH | cifar10:PATH | cifar100:PATH | folder:PATH",
+    )
+    out: str = _doc("cnnlab-out/train", "run folder: config, logs, checkpoint")
+    epochs: int = _doc(20, "epochs to train")
+    batch_size: int = _doc(64, "global batch per update (all workers together)")
+    image_size: int | None = _doc(None, "image side the data is resized to (default: its own)")
+    small_input: bool | None = _doc(
+        None,
+        "CIFAR-style stem, stride 1 and no stem pool (default: for inputs <= 64 px if offered)",
+    )
+    drop_rate: float | None = _doc(None, "dropout before the classifier (default: the model's)")
+    lr: float = _doc(
+        0.1, "base lr at reference_batch (linear scaling rule, Goyal et al. 2017 §2.1)"
+    )
+    reference_batch: int = _doc(256, "the batch lr is given for: lr x batch / reference_batch")
+    scale_lr: bool = _doc(True, "linear scaling rule (Goyal et al. 2017 §2.1)")
+    warmup: str = _doc("none", "none, gradual or constant, per iteration (Goyal et al. 2017 §2.2)")
+    warmup_epochs: float = _doc(0.0, "epochs of warmup")
+    warmup_start: float | None = _doc(None, "lr the warmup starts from (default: lr)")
+    schedule: str = _doc(
+        "cosine",
+        "step (/gamma at milestones, Goyal et al. 2017), cosine (SGDR, Loshchilov and Hutter "
+        "2017), linear to zero (ShuffleNet, Zhang et al. 2018) or poly (LARS, You et al. 2017)",
+    )
+    milestones: tuple[int, ...] = _doc(
+        (), "epochs of the step decay, e.g. 30,60,80", parse=parse_milestones, text=str
+    )
+    gamma: float = _doc(0.1, "step decay factor")
+    power: float = _doc(2.0, "poly decay power (You et al. 2017)")
+    increase_batch: bool = _doc(
+        False,
+        "multiply the batch by 1/gamma at the milestones instead of decaying lr (Smith et al. "
+        "2017)",
+    )
+    max_batch: int | None = _doc(
+        None, "largest increased batch (default: batch x (1/gamma)^milestones)"
+    )
+    optimizer: str = _doc("sgd", "sgd or lars (You et al. 2017)")
+    momentum: float = _doc(0.9, "momentum")
+    nesterov: bool = _doc(False, "Nesterov momentum")
+    weight_decay: float = _doc(5e-5, "L2 weight decay")
+    trust_coefficient: float = _doc(0.001, "LARS eta (You et al. 2017)")
+    no_wd_bn_bias: bool = _doc(
+        True, "no weight decay on BN parameters and biases (Goyal et al. 2017; You et al. 2017)"
+    )
+    zero_gamma: bool = _doc(
+        True, "gamma = 0 in each residual branch's last BN (Goyal et al. 2017 §5.1)"
+    )
+    label_smoothing: float = _doc(0.0, "label smoothing epsilon (Szegedy et al. 2016 §7)")
+    accum_steps: int = _doc(
+        1, "micro-batches per update (the batch is split, the update is the same)"
+    )
+    amp: str = _doc("none", "none, bf16 autocast (CPU and GPU) or fp16 with loss scaling (GPU)")
+    ema_decay: float = _doc(0.0, "EMA of the weights (Polyak averaging), evaluated too; 0: off")
+    bn: str = _doc(
+        "batch",
+        "batch, ghost (statistics per ghost_batch images, Hoffer et al. 2017) or distributed "
+        "(statistics over the global batch of all workers)",
+    )
+    ghost_batch: int = _doc(
+        32, "images per ghost batch (Goyal et al. 2017 normalise over 32 per worker)"
+    )
+    seed: int = _doc(0, "random seed: data order, initial weights, augmentation")
+    deterministic: bool = _doc(True, "deterministic algorithms (bitwise resume on CPU)")
+    workers: int = _doc(0, "data loader processes")
+    device: str = _doc("auto", "auto, cpu or cuda")
+    threads: int | None = _doc(None, "intra-op threads (default: torch's current count)")
+    checkpoint_every: int = _doc(0, "steps between checkpoints; 0: at each epoch end only")
+    max_steps: int | None = _doc(None, "stop (with a checkpoint) after this many updates")
+    progress: bool = _doc(True, "progress bar")
+    extra: dict[str, Any] = _doc(
+        dict,
+        "model config override KEY=VALUE, the value read as JSON when it is (e.g. width=0.5); "
+        "repeat for more",
+        parse=parse_overrides,
+        text=list[str],
+    )
 
     def check(self, world_size: int = 1) -> None:
         """Refuse impossible values: what, the value, how to fix."""
+        self._check_values()
+        self._check_schedule()
+        self._check_batch(world_size)
+        if self.checkpoint_every < 0 or (self.max_steps is not None and self.max_steps < 1):
+            raise BadValue(
+                f"checkpoint_every must be >= 0 and max_steps >= 1, got "
+                f"{self.checkpoint_every} and {self.max_steps}"
+            )
+        if self.threads is not None and self.threads < 1:
+            raise BadValue(f"threads must be >= 1, got {self.threads}")
+
+    def _check_values(self) -> None:
+        """Each choice among its options, each count and rate in its range."""
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("warmup", self.warmup, WARMUP_KINDS)
         _choice("schedule", self.schedule, SCHEDULES)
@@ -94,6 +177,9 @@ class TrainConfig:
                 f"label_smoothing and ema_decay must lie in [0, 1), got "
                 f"{self.label_smoothing} and {self.ema_decay}"
             )
+
+    def _check_schedule(self) -> None:
+        """Warmup within the run, milestones increasing epochs inside it."""
         if self.warmup_epochs > self.epochs:
             raise BadValue(f"warmup_epochs={self.warmup_epochs} exceeds epochs={self.epochs}")
         if list(self.milestones) != sorted(set(self.milestones)) or any(
@@ -103,6 +189,10 @@ class TrainConfig:
                 f"milestones={list(self.milestones)} must be increasing epochs in (0, "
                 f"{self.epochs})"
             )
+
+    def _check_batch(self, world_size: int) -> None:
+        """The batch splits evenly over workers, micro-batches and ghost batches; a batch
+        increase has milestones to increase at."""
         per_update = world_size * self.accum_steps
         if self.batch_size % per_update:
             raise BadValue(
@@ -117,13 +207,6 @@ class TrainConfig:
             )
         if self.increase_batch and (not self.milestones or self.schedule != "step"):
             raise BadValue("increase_batch replaces step decay: set schedule='step' and milestones")
-        if self.checkpoint_every < 0 or (self.max_steps is not None and self.max_steps < 1):
-            raise BadValue(
-                f"checkpoint_every must be >= 0 and max_steps >= 1, got "
-                f"{self.checkpoint_every} and {self.max_steps}"
-            )
-        if self.threads is not None and self.threads < 1:
-            raise BadValue(f"threads must be >= 1, got {self.threads}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -141,6 +224,15 @@ class TrainConfig:
         if "milestones" in values:
             values["milestones"] = tuple(values["milestones"])
         return cls(**values)
+
+    @classmethod
+    def from_options(cls, values: dict[str, Any]) -> TrainConfig:
+        """A config from text-level options: None keeps a field's default, and a field with a
+        text form (``metadata["parse"]``) is parsed from it."""
+        parsers = {f.name: f.metadata.get("parse") for f in dataclasses.fields(cls)}
+        return cls.from_dict(
+            {k: parsers[k](v) if parsers.get(k) else v for k, v in values.items() if v is not None}
+        )
 
     def micro_batch(self, batch: int, world_size: int) -> int:
         """Images per forward pass on one worker: the global ``batch`` split over the workers

@@ -1,4 +1,4 @@
-"""LARS: layer-wise adaptive rate scaling (You, Gitman, Ginsburg 2017), the survey's algorithm.
+"""LARS: layer-wise adaptive rate scaling (You, Gitman, Ginsburg 2017), as in X. Zhang's survey.
 
 For each layer l with weights w and gradient g, at global learning rate gamma_t:
 

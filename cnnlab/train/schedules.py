@@ -155,9 +155,10 @@ def momentum_correction(optimizer: Optimizer, lr_old: float, lr_new: float) -> N
 
 
 def noise_scale(lr: float, dataset_size: int, batch: int, momentum: float = 0.0) -> float:
-    """SGD noise scale g = lr*N / (B*(1 - m)) (Smith et al. 2017; survey's formula, unverified)."""
+    """SGD noise scale g = lr*N / (B*(1 - m)) (Smith et al. 2017; momentum form unverified)."""
     # Smith et al. write g = eps*(N/B - 1) ~= eps*N/B for B << N; momentum m divides by (1 - m).
-    # The momentum form is taken from the survey (paper-figures §3.5, [mem]), not the paper.
+    # The momentum form is taken from X. Zhang's survey ("Recent advances in CNN model research"),
+    # not checked against the paper's text (docs/provenance.md#sgd-noise-scale).
     _positive("lr", lr)
     _positive("dataset_size", dataset_size)
     _positive("batch", batch)

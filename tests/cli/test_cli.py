@@ -66,7 +66,7 @@ def test_info_table(capsys):
         (["info"], "Missing argument"),
         (["latency", "shufflenet_v2_x0_5", "--mode", "eval"], "--mode must be one of"),
         (["latency", "shufflenet_v2_x0_5", "--dtype", "fp8"], "--dtype must be one of"),
-        (["latency", "shufflenet_v2_x0_5", "--backend", "eager", "--mode", "train"], "drop --mode"),
+        (["latency", "shufflenet_v2_x0_5", "--backend", "eager", "--mode", "train"], "an fp32"),
         (["latency", "shufflenet_v2_x0_5", "shufflenet_v2_x0_5"], "name each model once"),
         (["latency", "shufflenet_v2_x0_5", "--threads", "0"], "threads must be >= 1, got 0"),
         (["latency", "shufflenet_v2_x0_5", "--device", "cuda"], "CUDA is not available"),
@@ -130,7 +130,7 @@ def test_unwritable_out_fails_before_the_work(capsys, monkeypatch, tmp_path, arg
 
 
 def test_lut_build_out_must_be_a_writable_file(capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr("cnnlab.cli.lut.build_lut", _must_not_run)
+    monkeypatch.setattr("cnnlab.cli.lut.build_file", _must_not_run)
     code, _, err = run(
         capsys, "lut", "build", "--models", "mobilenet_v2_x0_35", "--out", str(tmp_path)
     )

@@ -10,14 +10,9 @@ import cnnlab
 from cnnlab.deployment import runtimes
 from cnnlab.deployment import select as deploy_module
 from cnnlab.deployment.cudagraphs import CudaGraphModule
+from cnnlab.deployment.fold import fold_batch_norms, fold_conv_bn
 from cnnlab.deployment.runtimes import OnnxRuntimeModule, OpenVinoModule
-from cnnlab.deployment.select import (
-    default_backend,
-    deploy,
-    deploy_batches,
-    fold_batch_norms,
-    fold_conv_bn,
-)
+from cnnlab.deployment.select import default_backend, deploy, deploy_batches
 from tests.bn import randomise_bn
 
 SMALL = dict(input_size=(3, 32, 32), batch_size=2)
@@ -119,16 +114,6 @@ def test_bad_backend():
         deploy(nn.Conv2d(3, 4, 1), candidates=("onnxruntime",))
 
 
-def test_measure_latency_takes_the_backend():
-    pytest.importorskip("onnxruntime")
-    lat = cnnlab.measure_latency(
-        "shufflenet_v2_x0_5", backend="onnxruntime", min_samples=3, min_seconds=0, **SMALL
-    )
-    assert lat.settings.backend == "onnxruntime"
-    with pytest.raises(ValueError, match="backend= deploys an fp32 inference module"):
-        cnnlab.measure_latency("shufflenet_v2_x0_5", backend="eager", mode="train", **SMALL)
-
-
 def test_bn_variants_fold_like_bn():
     from cnnlab.ops.norm import convert_norm
 
@@ -173,9 +158,10 @@ def test_deploy_batches_exports_once(monkeypatch, backend):
 
 
 def test_deploy_batches_refuses_no_or_repeated_batch_sizes():
-    for sizes in [(), (2, 2)]:
-        with pytest.raises(ValueError, match="needs one or more distinct batch sizes"):
-            deploy_batches(nn.Conv2d(3, 4, 1), sizes)
+    with pytest.raises(ValueError, match="one or more batch sizes are needed, got none"):
+        deploy_batches(nn.Conv2d(3, 4, 1), ())
+    with pytest.raises(ValueError, match=r"batch sizes must differ from one another, got \[2, 2\]"):
+        deploy_batches(nn.Conv2d(3, 4, 1), (2, 2))
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         deploy_batches(nn.Conv2d(3, 4, 1), (1, 0))
 

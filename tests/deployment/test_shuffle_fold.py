@@ -7,7 +7,8 @@ from torch import nn
 
 import cnnlab
 from cnnlab.blocks import shufflenet_v2 as unit_module
-from cnnlab.deployment.select import deploy, fold_batch_norms
+from cnnlab.deployment.fold import fold_batch_norms
+from cnnlab.deployment.select import deploy
 from cnnlab.deployment.shuffle_fold import FoldedShuffleUnit, fold_shuffles
 from cnnlab.ops.se import SqueezeExcite
 from tests.bn import randomise_bn

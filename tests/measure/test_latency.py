@@ -161,3 +161,16 @@ def test_median_ci_order_statistics_match_binomial(n):
     k = low + 1
     assert binom.cdf(k - 1, n, 0.5) <= 0.025 < binom.cdf(k, n, 0.5)
     assert high == n - k
+
+
+def test_the_input_size_comes_from_the_model():
+    """A name and the model create_model built from it are timed at the same, registered size."""
+    import cnnlab
+    from cnnlab.measure.request import check_request
+
+    built = cnnlab.create_model("inception_v3")
+    lat = measure_latency(built, min_samples=1, min_seconds=0, max_seconds=0)
+    assert lat.settings.input_size == (3, 299, 299)
+    assert check_request("inception_v3").input_size == (3, 299, 299)
+    assert check_request([built, "shufflenet_v2_x0_5"]).input_size == (3, 299, 299)  # the first's
+    assert check_request(tiny()).input_size == (3, 224, 224)  # a plain module: 224

@@ -22,7 +22,7 @@ def test_macs_at_299():
     c = cnnlab.complexity("inception_v4")
     assert c.input_size == (3, 299, 299)
     assert c.macs == 12_253_974_624
-    assert rounds_to(c.macs / 1e9, "12.25")  # paper-figures.md §1.6 [V-calc]
+    assert rounds_to(c.macs / 1e9, "12.25")  # docs/provenance.md#inception-v4 [V-calc]
 
 
 def test_feature_map_sizes_are_fig_3_and_9():

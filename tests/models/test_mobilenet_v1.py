@@ -9,7 +9,7 @@ from cnnlab.models.mobilenet_v1 import TABLE
 from cnnlab.ops.conv import SeparableConv
 from tests.paper import rounds_to
 
-# paper-figures.md §1.4 [V-calc]: MACs (M) of the int(c * alpha) rule at 224
+# docs/provenance.md#mobilenet-v1 [V-calc]: MACs (M) of the int(c * alpha) rule at 224
 COMPUTED_MACS = {"x0_25": "41.03", "x0_5": "149.50", "x0_75": "325.40", "x1_0": "568.74"}
 
 

@@ -4,19 +4,19 @@ import pytest
 import torchvision
 
 import cnnlab
-from cnnlab.models.mobilenet_v2 import make_divisible
-from cnnlab.models.registry import width_tag
+from cnnlab.models.mobilenet_v2 import VARIANTS, make_divisible
 
 
-@pytest.mark.parametrize("width", [0.35, 0.5, 0.75, 1.0, 1.4])
-def test_each_width_equals_torchvision_width_mult(width):
-    tv = cnnlab.complexity(torchvision.models.mobilenet_v2(width_mult=width))
-    ours = cnnlab.complexity(f"mobilenet_v2_{width_tag(width)}")
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_each_width_equals_torchvision_width_mult(name):
+    tv = cnnlab.complexity(torchvision.models.mobilenet_v2(width_mult=VARIANTS[name][0]))
+    ours = cnnlab.complexity(name)
     assert (ours.params, ours.macs, ours.memory_access) == (tv.params, tv.macs, tv.memory_access)
 
 
 def test_width_1_4_without_rounding():
-    # paper prints 585 M; rounding to 8 gives 582.20 M, no rounding 571.7 M (paper-figures.md §1.4)
+    # paper prints 585 M; rounding to 8 gives 582.20 M, no rounding 571.7 M
+    # (docs/provenance.md#mobilenet-v2)
     assert round(cnnlab.complexity("mobilenet_v2_x1_4").macs / 1e6, 2) == 582.20
     assert round(cnnlab.complexity("mobilenet_v2_x1_4", round_to=1).macs / 1e6, 1) == 571.7
     tv = torchvision.models.mobilenet_v2(width_mult=1.4, round_nearest=1)

@@ -1,4 +1,5 @@
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +55,13 @@ def test_overrides_reach_the_model():
     m = cnnlab.create_model("shufflenet_v2_x1_0", conv5=512, num_classes=10)
     assert m.num_features == 512
     assert m.get_classifier().out_features == 10
+
+
+def test_every_registered_name_is_written_literally_in_one_family_file():
+    # grep-able: `grep -r shufflenet_v2_x1_0 cnnlab/` finds the one line that declares it
+    sources = {p: p.read_text() for p in Path(cnnlab.models.__file__).parent.rglob("*.py")}
+    for name in cnnlab.list_models():
+        where = [
+            p.name for p, text in sources.items() if f'"{name}"' in text or f"'{name}'" in text
+        ]
+        assert len(where) == 1, f"{name!r} is written (quoted) in {where or 'no file'}"

@@ -10,7 +10,8 @@ from cnnlab.blocks.shufflenet_v2 import ShuffleV2Unit
 @pytest.mark.parametrize(
     "name,paper_layout,tv_layout",
     [
-        # computed with the official Megvii code and with torchvision (paper-figures.md §1.2)
+        # computed with the official Megvii code and with torchvision
+        # (docs/provenance.md#shufflenet-v2)
         ("shufflenet_v2_x0_5", 40.48, 40.48),
         ("shufflenet_v2_x1_0", 145.81, 144.91),
         ("shufflenet_v2_x1_5", 298.97, 295.76),

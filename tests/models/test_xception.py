@@ -19,7 +19,7 @@ def test_params_are_keras_and_paper_table_3_exactly():
 def test_macs_at_299():
     c = cnnlab.complexity("xception")
     assert c.input_size == (3, 299, 299)
-    assert rounds_to(c.macs / 1e9, "8.36"), c.macs  # paper-figures.md §1.6 [V-calc]
+    assert rounds_to(c.macs / 1e9, "8.36"), c.macs  # docs/provenance.md#xception [V-calc]
 
 
 def test_feature_map_sizes_at_299():

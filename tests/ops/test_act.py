@@ -88,7 +88,7 @@ def test_sinc_gradient_at_zero_is_zero():
 
 
 def test_swish_derivative_matches_survey_formula():
-    # f' = beta f + sigmoid(beta x) (1 - beta f)  (paper-figures §3.11)
+    # f' = beta f + sigmoid(beta x) (1 - beta f)  (docs/provenance.md#activations)
     beta = 1.7
     x = torch.linspace(-5, 5, 41, dtype=torch.float64, requires_grad=True)
     f = get_activation("swish", beta=beta)(x)

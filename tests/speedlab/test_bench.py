@@ -8,7 +8,7 @@ import pytest
 
 import cnnlab
 from cnnlab.cli.main import main
-from cnnlab.deployment.select import deploy_batches
+from cnnlab.deployment.select import deploy_request
 from cnnlab.speedlab.bench import SURVEY_LEVELS, bench_levels, run_bench, write_bench
 
 MODELS = ["shufflenet_v2_x0_5", "mobilenet_v2_x0_35"]
@@ -43,13 +43,36 @@ def test_run_bench_deploys_each_model_once_for_all_batch_sizes(monkeypatch):
 
     calls = []
 
-    def counted(model, batch_sizes, **kw):
-        calls.append(tuple(batch_sizes))
-        return deploy_batches(model, batch_sizes, **kw)
+    def counted(model, req, *args):
+        calls.append(req.batch_sizes)
+        return deploy_request(model, req, *args)
 
-    monkeypatch.setattr(bench, "deploy_batches", counted)
+    monkeypatch.setattr(bench, "deploy_request", counted)
     rows = run_bench(MODELS, batch_sizes=(1, 2), backend="eager", **QUICK)
     assert calls == [(1, 2), (1, 2)] and len(rows) == 4
+
+
+def test_one_bench_command_checks_once(monkeypatch, tmp_path, capsys):
+    """bench -> deploy -> measure passes one request down: the device, each model's input (an
+    analytic count) and the default backend are each checked once, not on every layer."""
+    from cnnlab.counting.analytic import check_input_size
+    from cnnlab.deployment import select
+    from cnnlab.measure.request import check_device
+    from tests.measure.counted import count_calls
+
+    monkeypatch.setattr(select, "runtime_available", lambda name, dev: False)  # eager, quickly
+    checks = (check_device, check_input_size, select.check_backend, select.default_backend)
+    calls = count_calls(monkeypatch, *checks)
+    args = ["bench", *MODELS, "--batch-sizes", "1,2", "--rounds", "3", "--input-size", "32"]
+    code = main([*args, "--threads", "1", "--out", str(tmp_path), "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert code == 0 and {r["deploy_backend"] for r in rows} == {"eager"} and len(rows) == 4
+    assert calls == {
+        "check_device": 1,
+        "check_input_size": 2,  # once per model
+        "check_backend": 1,
+        "default_backend": 1,
+    }
 
 
 def test_write_bench_files(tmp_path):

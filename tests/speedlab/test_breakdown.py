@@ -177,3 +177,9 @@ def test_cli_bad_input_exits_2(capsys, tmp_path, args, message):
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())
+
+
+def test_the_input_size_comes_from_the_model():
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.Flatten())
+    model.default_input_size = (3, 12, 10)  # as a built registered model carries its own
+    assert runtime_breakdown(model, **QUICK).settings.input_size == (3, 12, 10)

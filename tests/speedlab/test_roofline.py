@@ -111,3 +111,15 @@ def test_cli_bad_input_exits_2(capsys, tmp_path, args, message):
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())
+
+
+def test_the_input_size_comes_from_the_model():
+    from torch import nn
+
+    from cnnlab.speedlab.roofline import roofline
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 1))
+    model.default_input_size = (3, 12, 10)  # as a built registered model carries its own
+    r = roofline(model, threads=1, peak=Peak(100.0, 10.0, {}))
+    assert r.settings.input_size == (3, 12, 10) and r.rows == ()
+    assert r.total.macs == cnnlab.complexity(model, (3, 12, 10)).macs

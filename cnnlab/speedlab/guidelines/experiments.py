@@ -11,20 +11,22 @@ hardware.
 from __future__ import annotations
 
 import csv
-import inspect
 import io
 import json
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from torch import nn
 
 from cnnlab._io import atomic_write, save_figure
+from cnnlab.deployment.select import check_backend
+from cnnlab.deployment.timed import compare_request
 from cnnlab.errors import BadValue
-from cnnlab.measure.latency import check_device, check_settings, compare_latency
+from cnnlab.measure.latency import Contender, LatencySettings, check_rounds
+from cnnlab.measure.request import Request, check_device, check_request
 from cnnlab.speedlab.guidelines.nets import (
     INPUT_HW,
     SCALES,
@@ -214,60 +216,28 @@ def _widths(spec) -> str:
     return f"{a['c']}->{a['c'] // 4}->{a['c']}"
 
 
-def _backend_kwargs(backend: str | None) -> dict:
-    if backend is None:
-        return {}
-    if "backend" not in inspect.signature(compare_latency).parameters:
-        raise BadValue(
-            f"backend={backend!r} is not available: this cnnlab's compare_latency has no "
-            "backend support yet; leave the backend out to time the networks as built"
-        )
-    return {"backend": backend}
+def _row(table: str, scale: int, spec, c: Contender, hw: int, paper: tuple) -> GuidelineRow:
+    """One network's row: its cost at ``hw``, our speed, and the paper's (GPU, ARM) speeds."""
+    lat, cost = c.latency, spec.cost(hw)
+    batch = lat.settings.batch_size
+    return GuidelineRow(table, scale, spec.label, _widths(spec), cost.macs, cost.memory_access,
+                        lat.median_ms, lat.q1_ms, lat.q3_ms, batch * 1e3 / lat.median_ms,
+                        1 / c.ratio, 1 / c.ratio_high, 1 / c.ratio_low, *paper)  # fmt: skip
 
 
-def _measure_group(table, platform, scale, effort, measure: dict) -> list[GuidelineRow]:
-    """Time one table at one scale side by side; rows in the paper's order."""
+def _measure_group(
+    table: str, platform: str, scale: int, effort: tuple, req: Request
+) -> tuple[list[GuidelineRow], LatencySettings]:
+    """Time one table at one scale side by side: rows in the paper's order, and the settings."""
     _, rounds, min_s, max_s = effort
-    hw = measure["input_hw"]
+    hw = req.input_size[1]
     specs = benchmark_specs(table, platform, scale)
-    c_max = max(s.c_in for s in specs)
-    contenders = compare_latency(
-        {s.label: s.build() for s in specs},
-        input_size=(c_max, hw, hw),
-        batch_size=measure["batch_size"],
-        device=measure["device"],
-        threads=measure["threads"],
-        rounds=rounds,
-        min_seconds=min_s,
-        max_seconds=max_s,
-        **measure["backend_kw"],
-    )
-    measure["latency_settings"] = contenders[0].latency.settings
-    gpu = paper_speeds(table, "gpu", scale)
-    arm = paper_speeds(table, "arm", scale)
-    rows = []
-    for spec, c, p_gpu, p_arm in zip(specs, contenders, gpu, arm):
-        lat, cost = c.latency, spec.cost(hw)
-        rows.append(
-            GuidelineRow(
-                table,
-                scale,
-                spec.label,
-                _widths(spec),
-                cost.macs,
-                cost.memory_access,
-                lat.median_ms,
-                lat.q1_ms,
-                lat.q3_ms,
-                measure["batch_size"] * 1e3 / lat.median_ms,
-                1 / c.ratio,
-                1 / c.ratio_high,
-                1 / c.ratio_low,
-                p_gpu,
-                p_arm,
-            )
-        )
-    return rows
+    shaped = replace(req, input_size=(max(s.c_in for s in specs), hw, hw))
+    nets = {s.label: s.build() for s in specs}
+    contenders = compare_request(nets, shaped, rounds=rounds, min_seconds=min_s, max_seconds=max_s)
+    papers = zip(paper_speeds(table, "gpu", scale), paper_speeds(table, "arm", scale))
+    rows = [_row(table, scale, spec, c, hw, p) for spec, c, p in zip(specs, contenders, papers)]
+    return rows, contenders[0].latency.settings
 
 
 def _correlate(table: str, scale: int, rows: list[GuidelineRow]) -> GuidelineCorrelation:
@@ -287,10 +257,14 @@ def check_guideline_args(
     table list or a device this machine lacks (callers check before writing anything)."""
     platform = check_platform(platform)
     check_device(device)
+    return _check_tables(tables), platform
+
+
+def _check_tables(tables: Sequence[str]) -> list[str]:
     tables = [check_table(t) for t in tables]
     if not tables:
         raise BadValue(f"tables must name at least one of {', '.join(TABLES)}")
-    return tables, platform
+    return tables
 
 
 def run_guidelines(
@@ -312,28 +286,29 @@ def run_guidelines(
     "gpu". ``quick`` measures x1 only with fewer rounds; otherwise x1, x2 and x4. ``input_hw``
     (56 in the paper) and ``rounds`` exist for tests and quick experiments.
     """
-    tables, platform = check_guideline_args(tables, platform, device)
-    check_settings((1, input_hw, input_hw), batch_size, threads, "inference")
+    platform, tables = check_platform(platform), _check_tables(tables)
+    shape = dict(input_size=(1, input_hw, input_hw), batch_sizes=(batch_size,))
+    req = check_request(**shape, device=device, threads=threads)
+    req = req if backend is None else check_backend(req, backend)
     scales, r, min_s, max_s = _QUICK if quick else _FULL
     effort = (scales, r if rounds is None else rounds, min_s, max_s)
-    measure = dict(
-        input_hw=input_hw,
-        batch_size=batch_size,
-        device=device,
-        threads=threads,
-        backend_kw=_backend_kwargs(backend),
-    )
+    check_rounds(effort[1])
     rows: list[GuidelineRow] = []
     correlations: list[GuidelineCorrelation] = []
     for table in tables:
         for scale in scales:
             if progress is not None:
                 progress(f"timing {table} x{scale} ({platform} widths)")
-            group = _measure_group(table, platform, scale, effort, measure)
+            group, s = _measure_group(table, platform, scale, effort, req)
             rows += group
             correlations.append(_correlate(table, scale, group))
-    s = measure["latency_settings"]
-    settings = dict(
+    settings = _settings(s, platform, quick, effort[1])
+    return GuidelineResults(tuple(rows), tuple(correlations), settings)
+
+
+def _settings(s: LatencySettings, platform: str, quick: bool, rounds: int) -> dict:
+    """The settings a guideline run states beside its tables."""
+    return dict(
         platform=platform,
         quick=quick,
         input_size=[s.input_size[1], s.input_size[2]],
@@ -343,10 +318,9 @@ def run_guidelines(
         backend=s.backend,
         dtype=s.dtype,
         malloc=s.malloc,
-        rounds=effort[1],
+        rounds=rounds,
         blocks=10,
     )
-    return GuidelineResults(tuple(rows), tuple(correlations), settings)
 
 
 # ---- outputs: CSV, JSON, plot -------------------------------------------------------------------

@@ -455,28 +455,33 @@ def _totals(findings: list[LintFinding], blocks, memory_access: int) -> dict[str
     return totals
 
 
+def _resolve(model_or_name, input_size) -> tuple[str, nn.Module, tuple[int, int, int]]:
+    """(name, module, input size) of what ``lint`` checks; an input the model cannot take is
+    refused in words before anything runs (``check_input_size``)."""
+    from cnnlab.counting.analytic import check_input_size
+    from cnnlab.models import create_model
+    from cnnlab.models.registry import input_size_of
+
+    if not isinstance(model_or_name, (str, nn.Module)):
+        raise BadType(f"lint() takes a model name or an nn.Module, got {type(model_or_name)}")
+    size = tuple(int(v) for v in input_size_of(model_or_name, input_size))
+    if len(size) != 3 or min(size) < 1:
+        raise BadValue(f"input_size must be (channels, height, width), all >= 1; got {size}")
+    check_input_size(model_or_name, size)
+    if isinstance(model_or_name, str):
+        return model_or_name, create_model(model_or_name), size
+    return type(model_or_name).__name__, model_or_name, size
+
+
 def lint(
     model_or_name: nn.Module | str, input_size: tuple[int, int, int] | None = None
 ) -> LintReport:
     """What G1-G4 flag in a model (or registered model name), per layer and in total.
 
-    ``input_size`` defaults to the registered model's input size, or 3x224x224 for a module.
+    ``input_size`` defaults to the model's own (``cnnlab.models.registry.input_size_of``), so a
+    name and the model ``create_model`` built from it are linted alike.
     """
-    from cnnlab.counting.analytic import complexity
-    from cnnlab.models import create_model, get_entry
-
-    if isinstance(model_or_name, str):
-        name = model_or_name
-        size = input_size or get_entry(name).input_size
-        complexity(name, size)  # refuses a wrong channel count or a too small input, in words
-        model = create_model(name)
-    elif isinstance(model_or_name, nn.Module):
-        name, size, model = type(model_or_name).__name__, input_size or (3, 224, 224), model_or_name
-    else:
-        raise BadType(f"lint() takes a model name or an nn.Module, got {type(model_or_name)}")
-    size = tuple(int(v) for v in size)
-    if len(size) != 3 or min(size) < 1:
-        raise BadValue(f"input_size must be (channels, height, width), all >= 1; got {size}")
+    name, model, size = _resolve(model_or_name, input_size)
     ops = record_ops(model, size)
     memory_access = sum(r.memory_access for r in ops)
     blocks = block_shapes(ops)

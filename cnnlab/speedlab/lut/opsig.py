@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
-from cnnlab.measure.latency import check_settings
+from cnnlab.measure.request import check_settings
 from cnnlab.ops.shuffle import channel_shuffle
 
 aten = torch.ops.aten

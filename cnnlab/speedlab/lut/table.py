@@ -7,7 +7,8 @@ nn-Meter predicts every kernel, by a regressor fitted per operator kind on the t
 (:mod:`cnnlab.speedlab.lut.regress`), and the prediction counts how many operators came from each.
 nn-Meter's figure of merit is the fraction of held-out models predicted within ±10% of their
 measured latency (99.0% on a mobile CPU, per its abstract). Operators and fusion rules are those
-of :mod:`cnnlab.speedlab.lut.opsig`; every timing comes from :func:`measure_latency`.
+of :mod:`cnnlab.speedlab.lut.opsig`; every timing comes from :func:`measure_deployed` (the
+module as given, or deployed first when the table names a backend).
 
 A table holds latencies for one device, thread count, batch size, backend and software version:
 loading it anywhere else is refused with the reason, unless forced. An operator missing from the
@@ -32,9 +33,10 @@ from torch import nn
 from cnnlab._io import atomic_write
 from cnnlab._version import __version__
 from cnnlab.counting.analytic import check_input_size
+from cnnlab.deployment.timed import measure_deployed
 from cnnlab.errors import BadType, BadValue
 from cnnlab.measure.allocator import malloc_mode
-from cnnlab.measure.latency import check_device, check_settings, measure_latency
+from cnnlab.measure.request import check_device, check_settings
 from cnnlab.speedlab.lut.opsig import OpSig, extract_ops
 from cnnlab.speedlab.lut.regress import (
     Synthetic,
@@ -45,6 +47,7 @@ from cnnlab.speedlab.lut.regress import (
 )
 
 FORMAT = 2  # 2: per-kind regressors (lut_regress) stored with the entries
+AS_GIVEN = "as given"  # the backend of a table timed on the modules as built
 NN_METER_TOLERANCE = 0.10  # nn-Meter's accuracy metric: |predicted - measured| <= 10% of measured
 _DEFAULT_INPUT = (3, 224, 224)
 
@@ -99,15 +102,17 @@ class LatencyTable:
         device: str | None = None,
         threads: int | None = None,
         batch_size: int | None = None,
+        backend: str | None = None,
     ) -> list[str]:
         """Why this table does not describe the current setup (empty when it does).
 
-        ``device`` and ``batch_size`` default to the table's own; ``threads`` to torch's current
-        intra-op thread count, the count :func:`measure_latency` would use.
+        ``device``, ``batch_size`` and ``backend`` default to the table's own (``backend`` is
+        ``"as given"`` for a table timed without one); ``threads`` to torch's current intra-op
+        thread count, the count :func:`measure_deployed` would use.
         """
         try:
             dev = str(check_device(device or self.device))
-        except ValueError as e:
+        except BadValue as e:
             return [f"device {device or self.device!r} is not usable here ({e})"]
         here = environment(dev)
         wanted = {
@@ -115,6 +120,7 @@ class LatencyTable:
             "device_name": here["device_name"],
             "threads": threads or torch.get_num_threads(),
             "batch_size": batch_size or self.batch_size,
+            "backend": backend or self.backend,
             "torch": here["torch"],
             "torchvision": here["torchvision"],
             "cnnlab": here["cnnlab"],
@@ -125,6 +131,13 @@ class LatencyTable:
             for k, v in wanted.items()
             if getattr(self, k) != v
         ]
+
+    def by_kind(self) -> dict[str, list[float]]:
+        """Median latencies (ms) of the entries by operator kind, the largest sum first."""
+        kinds: dict[str, list[float]] = {}
+        for key, e in self.entries.items():
+            kinds.setdefault(key.split(" ", 1)[0], []).append(e.median_ms)
+        return dict(sorted(kinds.items(), key=lambda kv: -sum(kv[1])))
 
     @property
     def settings(self) -> str:
@@ -176,10 +189,10 @@ def _resolve(model_or_name: nn.Module | str, input_size) -> tuple[str, nn.Module
 
 
 def _measure(model: nn.Module, input_size, batch_size: int, backend: str | None, **kw):
-    """measure_latency, passing ``backend`` only when one is asked for."""
-    if backend is not None:
-        kw["backend"] = backend
-    return measure_latency(model, input_size=input_size, batch_size=batch_size, **kw)
+    """measure_deployed: the module as given when ``backend`` is None, else deployed first."""
+    return measure_deployed(
+        model, backend=backend, input_size=input_size, batch_size=batch_size, **kw
+    )
 
 
 def model_signatures(
@@ -210,7 +223,7 @@ def build_lut(
     on_measured: Callable[[LatencyTable, int, int], None] | None = None,
     synthetic: Synthetic | None = None,
 ) -> LatencyTable:
-    """Measure every distinct operator of ``models`` once, in isolation, with measure_latency.
+    """Measure every distinct operator of ``models`` once, in isolation, with measure_deployed.
 
     ``synthetic`` also measures a seeded sample of operators per group (lut_regress), so that
     every group's regressor has training samples; the regressors are fitted on all entries.
@@ -229,7 +242,7 @@ def build_lut(
             dev,
             batch_size=batch_size,
             threads=threads,
-            backend=backend or "as given",
+            backend=backend or AS_GIVEN,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             min_samples=min_samples,
             min_seconds=min_seconds,
@@ -260,13 +273,13 @@ def measure_op(sig: OpSig, lut: LatencyTable, **sampling) -> LutEntry:
 
 
 def _backend(lut: LatencyTable) -> str | None:
-    return None if lut.backend == "as given" else lut.backend
+    return None if lut.backend == AS_GIVEN else lut.backend
 
 
 def _check_continuation(table, device, threads, batch_size, backend) -> None:
-    problems = table.mismatches(device=device, threads=threads, batch_size=batch_size)
-    if table.backend != (backend or "as given"):
-        problems.append(f"backend {table.backend!r} (table) != {backend or 'as given'!r} (here)")
+    problems = table.mismatches(
+        device=device, threads=threads, batch_size=batch_size, backend=backend or AS_GIVEN
+    )
     if problems:
         raise BadValue(
             "cannot continue a latency table measured under another setting: "
@@ -316,14 +329,27 @@ def table_from_dict(data: object, source: str = "latency table") -> LatencyTable
     meta = {k: data[k] for k in _REQUIRED if k != "entries"}
     return LatencyTable(
         **meta,
-        models=list(data.get("models", [])),
-        min_samples=int(data.get("min_samples", 0)),
-        min_seconds=float(data.get("min_seconds", 0.0)),
+        **_optional_fields(data, source),
         entries=entries,
-        synthetic=int(data.get("synthetic", 0)),
         regressors=check_regressors(data.get("regressors", {}), source),
-        malloc=str(data.get("malloc", "system")),  # tables before the field: glibc's own
     )
+
+
+def _optional_fields(data: dict, source: str) -> dict:
+    """The fields a table may lack (older formats), converted; a BadValue names a bad one."""
+    try:
+        return {
+            "models": [str(m) for m in data.get("models", [])],
+            "min_samples": int(data.get("min_samples", 0)),
+            "min_seconds": float(data.get("min_seconds", 0.0)),
+            "synthetic": int(data.get("synthetic", 0)),
+            "malloc": str(data.get("malloc", "system")),  # tables before the field: glibc's own
+        }
+    except (TypeError, ValueError) as e:
+        raise BadValue(
+            f"{source}: models, min_samples, min_seconds or synthetic is malformed ({e}); "
+            "rebuild it with `cnnlab lut build --fresh`"
+        ) from None
 
 
 def load_lut(
@@ -333,11 +359,13 @@ def load_lut(
     device: str | None = None,
     threads: int | None = None,
     batch_size: int | None = None,
+    backend: str | None = None,
 ) -> LatencyTable:
-    """Read a table; refuse one from another device, thread count, batch or version unless forced.
+    """Read a table; refuse one from another device, thread count, batch, backend or version
+    unless forced.
 
-    The expected setting defaults to the table's device and batch size on this machine at torch's
-    current thread count (see :meth:`LatencyTable.mismatches`).
+    The expected setting defaults to the table's device, batch size and backend on this machine
+    at torch's current thread count (see :meth:`LatencyTable.mismatches`).
     """
     path = Path(path)
     try:
@@ -356,7 +384,9 @@ def load_lut(
             "rebuild it with `cnnlab lut build`"
         ) from None
     table = table_from_dict(data, repr(str(path)))
-    problems = table.mismatches(device=device, threads=threads, batch_size=batch_size)
+    problems = table.mismatches(
+        device=device, threads=threads, batch_size=batch_size, backend=backend
+    )
     if problems and not force:
         raise BadValue(
             f"latency table {str(path)!r} was measured under another setting: "
@@ -505,9 +535,14 @@ def predict_latency(
 
 def measure_like(model: nn.Module | str, lut: LatencyTable, input_size, **kw) -> float:
     """Median latency (ms) of a whole model measured under the table's setting."""
-    backend = None if lut.backend == "as given" else lut.backend
     lat = _measure(
-        model, input_size, lut.batch_size, backend, device=lut.device, threads=lut.threads, **kw
+        model,
+        input_size,
+        lut.batch_size,
+        _backend(lut),
+        device=lut.device,
+        threads=lut.threads,
+        **kw,
     )
     return lat.median_ms
 
@@ -543,25 +578,45 @@ class LutAccuracy:
     rows: tuple[LutRow, ...]
     tolerance: float = NN_METER_TOLERANCE
 
-    def _within(self, rows, what: str = "predicted") -> float | None:
+    def count_within(self, what: str = "predicted", held_out: bool = False) -> tuple[int, int]:
+        """(rows within ±tolerance, rows): of all rows, or of the held-out ones only, by the
+        error of ``predicted``, ``table`` (exact entries only) or ``regressed``."""
+        rows = [r for r in self.rows if r.held_out or not held_out]
         errors = [r.error_of(what) for r in rows]
-        if not errors:
-            return None
-        return sum(e is not None and abs(e) <= self.tolerance for e in errors) / len(errors)
+        return sum(e is not None and abs(e) <= self.tolerance for e in errors), len(rows)
+
+    def _within(self, what: str = "predicted", held_out: bool = False) -> float | None:
+        hits, n = self.count_within(what, held_out)
+        return hits / n if n else None
 
     def held_out_within_of(self, what: str) -> float | None:
         """Held-out fraction within ±tolerance of ``table``, ``regressed`` or ``predicted``."""
-        return self._within([r for r in self.rows if r.held_out], what)
+        return self._within(what, held_out=True)
 
     @property
     def within(self) -> float | None:
         """Fraction of all rows predicted within ±tolerance."""
-        return self._within(self.rows)
+        return self._within()
 
     @property
     def held_out_within(self) -> float | None:
         """Fraction of held-out rows (models the table was not built from) within ±tolerance."""
         return self.held_out_within_of("predicted")
+
+    def as_dict(self) -> dict:
+        """The fractions within ±tolerance and every row with its errors, as JSON values."""
+        rows = [
+            {**asdict(r), "error": r.error, "regressed_error": r.error_of("regressed")}
+            for r in self.rows
+        ]
+        return {
+            "tolerance": self.tolerance,
+            "within": self.within,
+            "held_out_within": self.held_out_within,
+            "held_out_within_table_only": self.held_out_within_of("table"),
+            "held_out_within_regressed": self.held_out_within_of("regressed"),
+            "rows": rows,
+        }
 
 
 def evaluate_lut(

@@ -219,3 +219,11 @@ def test_cli_json_and_bad_input(tmp_path, capsys):
         code = main(["guidelines", "--quick", *bad, "--out", str(tmp_path)])
         err = capsys.readouterr().err
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_run_guidelines_on_a_deploy_backend():
+    """backend= deploys each network first (the deployment layer), and the settings say so."""
+    r = run_guidelines(quick=True, tables=("G4",), input_hw=8, rounds=3, threads=1, backend="eager")
+    assert r.settings["backend"] == "eager" and len(r.rows) == 4
+    with pytest.raises(ValueError, match="unknown backend 'tvm'"):
+        run_guidelines(quick=True, tables=("G4",), backend="tvm")

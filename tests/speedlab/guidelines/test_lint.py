@@ -147,3 +147,13 @@ def test_cli_lint_table_and_json(capsys):
 def test_cli_lint_bad_input_exit_2(capsys, args, message):
     code, _, err = run(capsys, *args)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_name_and_the_model_built_from_it_lint_alike():
+    """Both at the registered input size (32x32 here, not 224): the same findings and totals."""
+    from dataclasses import replace
+
+    name = "igcnet_plain38_l24m2_cifar"
+    by_name = lint(name)
+    assert by_name.input_size == (3, 32, 32)
+    assert replace(lint(cnnlab.create_model(name)), model=name) == by_name
