@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Annotated
@@ -62,23 +63,19 @@ Threads = Annotated[
 Device = Annotated[str, typer.Option("--device", help="cpu or cuda")]
 
 
-def _backend_name(value: str | None) -> str | None:
-    """--backend as parsed: a name of the backend table, refused before any work otherwise."""
-    if value is not None and value not in BACKENDS:
-        raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {value!r}")
-    return value
+def backend_option(purpose: str):
+    """The one ``--backend`` option, its choices read from the backend table (the library
+    refuses an unknown name); ``purpose`` says what the command does with it."""
+    return Annotated[
+        str | None,
+        typer.Option("--backend", help=f"{purpose}; one of {', '.join(BACKENDS)}"),
+    ]
 
 
-Backend = Annotated[
-    str | None,
-    typer.Option(
-        "--backend",
-        callback=_backend_name,
-        help=f"deploy backend: {', '.join(BACKENDS)} (the CUDA graphs on a GPU, the runtimes on "
-        "the CPU; auto measures the candidates and keeps the fastest); without it, the "
-        "command's own default",
-    ),
-]
+Backend = backend_option(
+    "deploy backend (the CUDA graphs on a GPU, the runtimes on the CPU; auto measures the "
+    "candidates and keeps the fastest); without it, the command's own default"
+)
 
 
 def settings_line(s) -> str:
@@ -117,9 +114,11 @@ def model_input_size(model: str, text: str | None) -> tuple[int, int, int]:
 
 
 def _unwritable(folder: Path) -> str | None:
-    """Why no file can be written in ``folder`` (made if missing), or None when one can."""
+    """Why no file can be written in ``folder``, or None when one can. A folder made to find
+    out is removed again: a command refused later leaves nothing behind."""
     if folder.exists() and not folder.is_dir():
         return f"{folder} is a file"
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
     probe = folder / f".cnnlab-write-check-{os.getpid()}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -127,11 +126,15 @@ def _unwritable(folder: Path) -> str | None:
         probe.unlink()
     except OSError as e:
         return e.strerror or str(e)
+    finally:
+        for made in missing:  # innermost first; only folders this check made, still empty
+            with contextlib.suppress(OSError):
+                made.rmdir()
     return None
 
 
 def writable_folder(path: Path, option: str = "--out") -> Path:
-    """Create ``path`` if needed and check that a file can be written in it, before any work.
+    """Check that a file can be written in ``path`` (made when results are written), before any work.
 
     A run that measures for minutes must not end in a traceback because its output folder was
     a file, read-only or out of reach.

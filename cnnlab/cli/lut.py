@@ -22,6 +22,7 @@ from cnnlab.cli.app import (
     InputSize,
     Threads,
     app,
+    backend_option,
     console,
     parse_input_size,
     writable_file,
@@ -59,13 +60,9 @@ LutPath = Annotated[
     Optional[Path],  # noqa: UP045
     typer.Option("--lut", help=PATH_HELP),
 ]
-TableBackend = Annotated[
-    Optional[str],  # noqa: UP045
-    typer.Option(
-        "--backend",
-        help="the --backend the table was built with: picks the default --lut and must match",
-    ),
-]
+TableBackend = backend_option(
+    "the --backend the table was built with: picks the default --lut and must match"
+)
 MeasureMissing = Annotated[
     bool,
     typer.Option(

@@ -8,7 +8,7 @@ from torch import nn
 
 from cnnlab.counting.trace import traced_counts
 from cnnlab.errors import BadType, BadValue
-from cnnlab.models.net import CostRow, Net, plan_cost, shared_plan
+from cnnlab.models.net import CostRow, Net, plan_cost
 from cnnlab.models.registry import get_entry, input_size_of, model_config
 
 
@@ -65,7 +65,7 @@ def complexity(
         entry = get_entry(model_or_name)
         cfg = model_config(model_or_name, **overrides)
         size = _check_input_size(input_size_of(model_or_name, input_size, **overrides))
-        return _from_rows(plan_cost(cfg, shared_plan(entry.family.plan, cfg), size), size)
+        return _from_rows(plan_cost(cfg, entry.family.plan(cfg), size), size)
     if overrides:
         raise BadType("config overrides apply to a model name, not to a built model")
     if isinstance(model_or_name, Net) and model_or_name.matches_plan():

@@ -154,7 +154,8 @@ def check_candidates(candidates: Sequence[str]) -> tuple[str, ...]:
     unknown = set(candidates) - set(CANDIDATES)
     if unknown or "eager" not in candidates:
         raise BadValue(
-            f"candidates must include 'eager' and come from {CANDIDATES}, got {candidates}"
+            f"candidates must include 'eager' and come from {', '.join(CANDIDATES)}; "
+            f"got {', '.join(candidates)}"
         )
     return tuple(candidates)
 

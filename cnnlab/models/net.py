@@ -8,7 +8,6 @@ building anything, so the two cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, NamedTuple
 
@@ -61,9 +60,9 @@ class NetConfig:
 class Layer:
     """One named layer of a plan: a block class and the arguments of its constructor.
 
-    Read-only once in a plan (the analytic count shares plans between calls), yet not frozen:
-    a frozen dataclass's ``__init__`` takes 3x as long, and a count of a config not seen before
-    builds every layer of its plan (bench_complexity's fresh reading: 10% more time).
+    Read-only once in a plan, yet not frozen: a frozen dataclass's ``__init__`` takes 3x as long,
+    and every count builds every layer of its plan: frozen, bench_complexity's fresh reading
+    (analytic side) took 8-12% longer.
     """
 
     name: str
@@ -168,30 +167,16 @@ class Memo:
         self._data.clear()
 
 
-# The cost of a block is a pure function of (block, arguments, input shape), and a plan of its
-# frozen config: units repeat within a network (ShuffleNet's stages) and across the candidates
-# of a search, so each distinct one is counted once.
+# The cost of a block is a pure function of (block, arguments, input shape): units repeat within
+# a network (ShuffleNet's stages) and across the candidates of a search, so each distinct one is
+# counted once. Without it, bench_complexity's fresh reading (a config not seen before, its
+# blocks remembered) is a cold count: 6.3x the time of the analytic side.
 LAYER_COSTS = Memo(65536)
-PLANS = Memo(1024)
 
 
 def clear_cost_caches() -> None:
-    """Forget every remembered plan and layer cost: the next count starts cold."""
+    """Forget every remembered layer cost: the next count starts cold."""
     LAYER_COSTS.clear()
-    PLANS.clear()
-
-
-def shared_plan(make_plan: Callable[[NetConfig], Plan], cfg: NetConfig) -> Plan:
-    """``make_plan(cfg)``, remembered, for counting (a model builds from a plan of its own)."""
-    key = (make_plan, cfg)
-    try:
-        plan = PLANS.get(key)
-    except TypeError:  # a config with an unhashable field
-        return make_plan(cfg)
-    if plan is None:
-        plan = make_plan(cfg)
-        PLANS.put(key, plan)
-    return plan
 
 
 def plan_cost(cfg: NetConfig, plan: Plan, input_size: tuple[int, int, int]) -> list[CostRow]:

@@ -86,6 +86,11 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
 def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
     """(tensors, metadata) of a cnnlab checkpoint; anything else is refused with the reason."""
     path = Path(path)
+    if path.is_dir():
+        raise BadValue(
+            f"checkpoint {path} is a folder; pass the checkpoint file of a run, "
+            f"such as {path / 'checkpoint.safetensors'}"
+        )
     if not path.is_file():
         raise BadValue(f"checkpoint {path} does not exist; pass the checkpoint file of a run")
     try:

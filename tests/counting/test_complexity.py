@@ -59,7 +59,7 @@ def test_layers_differing_only_in_arguments_do_not_share_a_count():
     clear_cost_caches()
     cfg = get_entry("shufflenet_v2_x1_0").cfg
     plan = Plan([conv("stem", 3, 1), conv("a", 8, 3), conv("a", 8, 1), conv("b", 8, 3)], 8)
-    _, k3, k1, same = plan_cost(cfg, plan, (3, 6, 6))
+    _, k3, k1, same, _head = plan_cost(cfg, plan, (3, 6, 6))
     assert (k3.cx.macs, k1.cx.macs) == (36 * 8 * 8 * 9, 36 * 8 * 8)
     assert same.cx is k3.cx  # equal block and arguments on an equal input: counted once
 

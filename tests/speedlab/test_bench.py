@@ -132,7 +132,7 @@ def test_cli_bench_json(tmp_path, capsys):
     [
         (["--batch-sizes", "0"], "--batch-sizes must be positive integers"),
         (["--batch-sizes", "1,8,1"], "batch sizes must differ from one another, got [1, 8, 1]"),
-        (["--backend", "tvm"], "--backend must be one of"),
+        (["--backend", "tvm"], "unknown backend 'tvm'; choose one of"),
         (["--threads", "0"], "threads must be >= 1"),
         (["--device", "cuda"], "cuda"),
         (["nope"], "unknown model 'nope'"),

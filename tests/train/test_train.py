@@ -280,3 +280,9 @@ def test_batch_phases_report_the_noise_scale():
     assert [(p["start_epoch"], p["batch"]) for p in phases] == [(0, 64), (2, 640)]
     assert phases[0]["noise_scale"] == pytest.approx(0.025 * 1437 / (64 * 0.1))
     assert phases[1]["noise_scale"] == pytest.approx(phases[0]["noise_scale"] / 10)
+
+
+def test_eval_of_a_run_folder_names_the_checkpoint_file(tmp_path, capsys):
+    assert main(["eval", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"is a folder; pass the checkpoint file of a run, such as {tmp_path}" in err
