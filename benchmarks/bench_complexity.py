@@ -2,9 +2,9 @@
 
 Target (issue: the speed lab): analytic >= 1000x faster than build + trace, for every model.
 Three readings: ``warm``, the steady state every cnnlab timing reports (the same model counted
-again: its plan and block costs remembered); ``fresh``, a config never seen before in a warm
-process (num_classes changed: the plan rebuilt, its blocks remembered; a search's next
-candidate); ``cold``, a first count (every plan, block cost and identity forgotten first).
+again: its count remembered); ``fresh``, a config never seen before in a warm process
+(num_classes changed: the plan rebuilt, its blocks' costs remembered; a search's next
+candidate); ``cold``, a first count (every remembered count and block cost forgotten first).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import time
 
 import cnnlab
 from benchmarks._common import save
+from cnnlab.counting.analytic import clear_caches
 from cnnlab.counting.trace import traced_counts
 from cnnlab.models import get_entry
-from cnnlab.models.net import clear_cost_caches
 
 
 def seconds(fn, repeat: int, sample_s: float = 0.002) -> float:
@@ -40,7 +40,7 @@ def main() -> None:
     new_classes = itertools.count(2)  # a num_classes not used before: a config not seen before
     for name in cnnlab.list_models():
         size = get_entry(name).input_size
-        cold = seconds(lambda n=name, s=size: (clear_cost_caches(), cnnlab.complexity(n, s)), 20)
+        cold = seconds(lambda n=name, s=size: (clear_caches(), cnnlab.complexity(n, s)), 20)
         warm = seconds(lambda n=name, s=size: cnnlab.complexity(n, s), 20)
         fresh = seconds(
             lambda n=name, s=size: cnnlab.complexity(n, s, num_classes=next(new_classes)), 20
@@ -58,9 +58,9 @@ def main() -> None:
     total_t = sum(r["build_trace_s"] for r in rows)
     summary = {}
     for kind, what in (
-        ("warm", "steady state: the same model again, its plan and block costs remembered"),
+        ("warm", "steady state: the same model again, its count remembered"),
         ("fresh", "a config not seen before: plan rebuilt, blocks remembered"),
-        ("cold", "a first count: plans, block costs and identities forgotten before every call"),
+        ("cold", "a first count: counts and block costs forgotten before every call"),
     ):
         total = sum(r[f"{kind}_s"] for r in rows)
         per_model = sorted(r["build_trace_s"] / r[f"{kind}_s"] for r in rows)

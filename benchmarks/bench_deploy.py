@@ -7,6 +7,7 @@ mobilenet_v2_x1_0 at batch 1 and 32, fp32; deploy / fastest by-hand path <= 1.05
 from __future__ import annotations
 
 import argparse
+import io
 import warnings
 
 import torch
@@ -16,7 +17,6 @@ from rich.table import Table
 
 import cnnlab
 from benchmarks._common import apply_malloc, malloc_option, paired_ratio, save
-from cnnlab.deployment.runtimes import OnnxRuntimeModule
 from cnnlab.deployment.select import ChannelsLast
 from cnnlab.measure.latency import num_threads
 
@@ -33,6 +33,32 @@ def by_hand_compile(tv, x, threads: int):
         for _ in range(3):
             compiled(x)
     return compiled
+
+
+class ByHandOrt(torch.nn.Module):
+    """What a user would do by hand with ONNX Runtime: export the torch model (opset 17, fixed
+    batch), open a session with only the thread count set (every other option its default, its
+    worker threads spin-waiting included), call run."""
+
+    def __init__(self, tv, x, threads: int, spinning: bool = True) -> None:
+        super().__init__()
+        import onnxruntime as ort
+
+        buf = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+            torch.onnx.export(tv, (x,), buf, opset_version=17, dynamo=False)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        if not spinning:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(
+            buf.getvalue(), opts, providers=["CPUExecutionProvider"]
+        )
+        self.input = self.session.get_inputs()[0].name
+
+    def forward(self, x):
+        return torch.from_numpy(self.session.run(None, {self.input: x.numpy()})[0])
 
 
 class ByHandOpenVino(torch.nn.Module):
@@ -73,7 +99,7 @@ def run(model: str, batch: int, threads: int, rounds: int, device: str = "cpu") 
             "torchvision + torch.compile": by_hand_compile(tv, x, threads),
         }
         if not gpu:
-            contenders["torchvision + onnxruntime"] = OnnxRuntimeModule(tv, x, n)
+            contenders["torchvision + onnxruntime"] = ByHandOrt(tv, x, n)
             contenders["torchvision + openvino"] = ByHandOpenVino(tv, x, n)
     res = cnnlab.compare_latency(
         contenders, batch_size=batch, threads=threads, rounds=rounds, device=device

@@ -12,7 +12,6 @@ each sample). Where they disagree, the rows of each contender alone say which is
 from __future__ import annotations
 
 import argparse
-import io
 import statistics
 import time
 
@@ -21,29 +20,8 @@ import torchvision
 
 import cnnlab
 from benchmarks._common import apply_malloc, malloc_option, save
+from benchmarks.bench_deploy import ByHandOrt
 from cnnlab.measure.latency import median_ci, num_threads
-
-
-class ByHandOrt(torch.nn.Module):
-    """torchvision model -> ONNX (opset 17, fixed batch) -> ONNX Runtime with ``threads`` set."""
-
-    def __init__(self, tv, x, threads: int, spinning: bool = True) -> None:
-        super().__init__()
-        import onnxruntime as ort
-
-        buf = io.BytesIO()
-        torch.onnx.export(tv, (x,), buf, opset_version=17, dynamo=False)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        if not spinning:
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(
-            buf.getvalue(), opts, providers=["CPUExecutionProvider"]
-        )
-        self.name = self.session.get_inputs()[0].name
-
-    def forward(self, x):
-        return torch.from_numpy(self.session.run(None, {self.name: x.numpy()})[0])
 
 
 def plain(contenders: dict, x, rounds: int, calls: int) -> dict[str, list[float]]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from torch import nn
 
 from cnnlab.counting.trace import traced_counts
 from cnnlab.errors import BadType, BadValue
-from cnnlab.models.net import CostRow, Net, plan_cost
+from cnnlab.models.net import CostRow, Net, NetConfig, clear_cost_caches, plan_cost
 from cnnlab.models.registry import get_entry, input_size_of, model_config
 
 
@@ -48,6 +49,29 @@ def _from_rows(rows: list[CostRow], input_size, method="analytic") -> Complexity
     )
 
 
+def _count(cfg: NetConfig, make_plan, size: tuple[int, int, int]) -> Complexity:
+    """The analytic count of ``make_plan(cfg)`` at ``size``, remembered when ``cfg`` hashes."""
+    try:
+        return _remembered_count(cfg, make_plan, size)
+    except TypeError:  # a config with an unhashable field: counted afresh
+        return _from_rows(plan_cost(cfg, make_plan(cfg), size), size)
+
+
+# A count is a pure function of (config, plan, input size), and a Complexity is immutable: a model
+# counted again (bench_complexity's warm reading, a search re-ranking its candidates) is looked
+# up. Without it the warm reading costs as much as a fresh one: per model min 622x build + trace
+# instead of the >= 1000x target.
+@functools.lru_cache(maxsize=1024)
+def _remembered_count(cfg: NetConfig, make_plan, size: tuple[int, int, int]) -> Complexity:
+    return _from_rows(plan_cost(cfg, make_plan(cfg), size), size)
+
+
+def clear_caches() -> None:
+    """Forget every remembered count and layer cost: the next count starts cold."""
+    _remembered_count.cache_clear()
+    clear_cost_caches()
+
+
 def complexity(
     model_or_name: nn.Module | str,
     input_size: tuple[int, int, int] | None = None,
@@ -65,7 +89,7 @@ def complexity(
         entry = get_entry(model_or_name)
         cfg = model_config(model_or_name, **overrides)
         size = _check_input_size(input_size_of(model_or_name, input_size, **overrides))
-        return _from_rows(plan_cost(cfg, entry.family.plan(cfg), size), size)
+        return _count(cfg, entry.family.plan, size)
     if overrides:
         raise BadType("config overrides apply to a model name, not to a built model")
     if isinstance(model_or_name, Net) and model_or_name.matches_plan():

@@ -89,10 +89,10 @@ class OnnxRuntimeModule(_Exported):
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.add_free_dimension_override_by_name(BATCH, self.shape[0])
-        # ONNX Runtime's threads spin-wait after each run by default, stealing the cores from
-        # whatever runs next (an interleaved contender, the rest of the program): no spinning
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        # Worker threads spin-wait between parallel sections, ONNX Runtime's default: turned off,
+        # they sleep between the operators of one run, and ShuffleNet v2 1x at batch 1 took
+        # 1.3x as long (2 threads, 2 vCPUs; benchmarks/bench_deploy_by_hand.py). A by-hand
+        # session spins, so "auto" must measure this one spinning to never lose to it.
         graph = export_onnx(model, example) if graph is None else graph
         self.session = ort.InferenceSession(graph, opts, providers=["CPUExecutionProvider"])
 

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 import cnnlab
+from cnnlab.counting.analytic import clear_caches
 from cnnlab.counting.trace import traced_counts
 from cnnlab.models import get_entry
 from cnnlab.models.net import Layer, Plan, clear_cost_caches, plan_cost
@@ -48,8 +49,16 @@ def test_remembered_counts_equal_cold_counts():
     cases = [(n, {}) for n in cnnlab.list_models()] + _VARIANTS
     warm = [_counts(name, **overrides) for name, overrides in cases]
     for (name, overrides), counted in zip(cases, warm):
-        clear_cost_caches()
+        clear_caches()
         assert counted == _counts(name, **overrides), (name, overrides)
+
+
+def test_a_model_counted_again_is_looked_up_and_a_cleared_cache_counts_afresh():
+    first = cnnlab.complexity("shufflenet_v2_x1_0")
+    assert cnnlab.complexity("shufflenet_v2_x1_0") is first  # remembered: the same result
+    clear_caches()
+    again = cnnlab.complexity("shufflenet_v2_x1_0")
+    assert again is not first and again == first
 
 
 def test_layers_differing_only_in_arguments_do_not_share_a_count():
