@@ -74,7 +74,10 @@ def test_info_table(capsys):
             ["deploy", "shufflenet_v2_x0_5", "--backend", "trt"],
             "unknown backend 'trt'; choose one of",
         ),
-        (["deploy", "shufflenet_v2_x0_5", "--candidates", "openvino"], "candidates must include 'eager'"),
+        (
+            ["deploy", "shufflenet_v2_x0_5", "--candidates", "openvino"],
+            "candidates must include 'eager'",
+        ),
         (["deploy", "shufflenet_v2_x0_5", "--batch-size", "0"], "batch_size must be >= 1"),
     ],
 )
