@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from pathlib import Path
 from typing import Annotated
@@ -24,6 +25,46 @@ app = typer.Typer(
 
 
 MALLOC_MODES = ("retain", "system")
+
+
+def _flags_show_no_placeholder() -> None:
+    """A flag takes no value, so its help row shows no ``<bool>`` placeholder.
+
+    Typer's rich help asks every option for its type label, flags included (``--json <bool>``),
+    which reads as an option taking a value (``--json true``). Typers without the method have
+    no such label.
+    """
+    option = getattr(typer.core, "TyperOption", None)
+    labelled = getattr(option, "display_type_rich", None)
+    if labelled is None or getattr(labelled, "cnnlab_flags_unlabelled", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag and not self.count else labelled(self, ctx)
+
+    display_type_rich.cnnlab_flags_unlabelled = True
+    option.display_type_rich = display_type_rich
+
+
+_flags_show_no_placeholder()
+
+
+def _unwrapped(doc: str) -> str:
+    """A docstring's paragraphs each on one line, so help rewraps them to the terminal: typer
+    keeps the hard line breaks of every paragraph after the first, breaking lines mid-sentence."""
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(p.split("\n")) for p in paragraphs)
+
+
+def unwrap_help(typer_app: typer.Typer) -> None:
+    """Give every command of ``typer_app`` (sub-apps included) its docstring, unwrapped, as help."""
+    for info in typer_app.registered_commands:
+        doc = info.help or (info.callback and info.callback.__doc__)
+        if doc:
+            info.help = _unwrapped(doc)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            unwrap_help(group.typer_instance)
 
 
 @app.callback()

@@ -124,11 +124,18 @@ def _print(rows, paths) -> None:
             f"{r.macs / 1e6:.1f}",
             f"{r.memory_access / 1e6:.1f}",
             f"{r.latency_ms:.2f}",
-            f"{r.iqr_ms:.2f}",
+            f"{r.iqr_ms:.2f}" + (" *" if r.unreliable else ""),
             f"{r.throughput:.1f}",
             f"{r.deployed_ms:.2f}",
             f"{r.deploy_speedup:.2f}x",
         )
     out = console()
     out.print(table)
+    unreliable = [r.model for r in rows if r.unreliable]
+    if unreliable:
+        out.print(
+            f"* unreliable: IQR above the median for {', '.join(unreliable)} (the machine was "
+            "busy or the timing too short); rerun on an idle machine or with more --rounds",
+            markup=False,
+        )
     out.print(f"wrote {paths['csv']}, {paths['json']}, {paths['png']}")

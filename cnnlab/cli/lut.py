@@ -27,6 +27,7 @@ from cnnlab.cli.app import (
     parse_input_size,
     writable_file,
 )
+from cnnlab.errors import BadValue
 from cnnlab.speedlab.lut.jobs import (
     DEFAULT_MODELS,
     Built,
@@ -43,7 +44,13 @@ from cnnlab.speedlab.lut.jobs import (
     synthetic_sample,
 )
 from cnnlab.speedlab.lut.regress import Synthetic
-from cnnlab.speedlab.lut.table import NN_METER_TOLERANCE, SOURCES, LatencyTable, LutAccuracy
+from cnnlab.speedlab.lut.table import (
+    NN_METER_TOLERANCE,
+    SOURCES,
+    LatencyTable,
+    LutAccuracy,
+    check_sampling,
+)
 
 __all__ = ["lut_app"]
 
@@ -213,6 +220,8 @@ def predict(
 ) -> None:
     """Predict a model's latency: the table's entries, else its kind's regressor, summed."""
     select_models(model)  # an unknown name is refused before the table is read
+    if top < 0:
+        raise BadValue(f"--top must be >= 0 rows (0: all), got {top}")
     opened = _open(lut, device, threads, batch_size, backend, force)
     run = predict_in(
         opened, model, parse_input_size(input_size), measure=measure,
@@ -288,6 +297,7 @@ def evaluate(
     """nn-Meter's accuracy (Zhang et al. 2021): the fraction of models predicted within ±10%
     of their measured latency."""
     names = select_models(models)
+    check_sampling(min_samples, min_seconds)  # before the table is read
     opened = _open(lut, device, threads, batch_size, backend, force)
     with _progress(len(names)) as show:
         run = evaluate_in(

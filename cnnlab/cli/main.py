@@ -5,6 +5,7 @@ Each command lives in its own module and registers itself on the shared typer ap
 
 from __future__ import annotations
 
+import os
 import sys
 
 import cnnlab.cli.guidelines  # noqa: F401  (registers guidelines and lint)
@@ -13,7 +14,7 @@ import cnnlab.cli.lut  # noqa: F401  (registers the lut sub-app)
 import cnnlab.cli.speed  # noqa: F401  (registers breakdown and roofline)
 import cnnlab.cli.train  # noqa: F401  (registers train and eval)
 from cnnlab.cli import bench, zoo  # noqa: F401  (register their commands)
-from cnnlab.cli.app import app, parse_input_size
+from cnnlab.cli.app import app, parse_input_size, unwrap_help
 from cnnlab.errors import UserError
 
 __all__ = ["app", "main", "parse_input_size"]
@@ -21,23 +22,36 @@ __all__ = ["app", "main", "parse_input_size"]
 BUG_LINE = "cnnlab: internal error (a bug in cnnlab, not in your input); the traceback follows"
 INTERRUPTED = 130  # the shell's status for a process stopped by SIGINT (128 + 2)
 
+unwrap_help(app)  # every command registered above: its help rewraps to the terminal
+
+
+def _reports() -> bool:
+    """Whether this process prints a usage error: under torchrun (which sets RANK and LOCAL_RANK)
+    only rank 0 does, so a bad option is said once, not once per worker; every rank exits 2."""
+    rank = os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))
+    return rank.strip() in ("", "0") or not rank.strip().isdigit()
+
+
+def _usage_error(message: str) -> int:
+    if _reports():
+        print(f"cnnlab: error: {message}", file=sys.stderr)
+    return 2
+
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: bad input becomes one line on stderr and exit status 2, never a traceback;
     any other exception is a bug in cnnlab and keeps its traceback, with a line saying so."""
     args = sys.argv[1:] if argv is None else list(argv)
     try:
-        result = app(args=args or ["--help"], standalone_mode=False)
+        result = app(args=args or ["--help"], prog_name="cnnlab", standalone_mode=False)
     except UserError as e:
-        print(f"cnnlab: error: {e}", file=sys.stderr)
-        return 2
+        return _usage_error(str(e))
     except KeyboardInterrupt:
         result = INTERRUPTED
     except Exception as e:
         # typer's command-line errors (unknown option, missing argument) carry a message
         if hasattr(e, "format_message") and hasattr(e, "exit_code"):
-            print(f"cnnlab: error: {e.format_message()} (see cnnlab --help)", file=sys.stderr)
-            return 2
+            return _usage_error(f"{e.format_message()} (see cnnlab --help)")
         print(BUG_LINE, file=sys.stderr)
         raise
     if result == INTERRUPTED:  # typer turns Ctrl-C inside a command into this exit status

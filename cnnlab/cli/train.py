@@ -84,8 +84,7 @@ def _train(cfg: TrainConfig, resume: bool, out: Console) -> None:
         trainer = Trainer(cfg, resume=resume, console=out)
         if trainer.env.main:
             out.print_json(json.dumps(trainer.resolved()))
-        trainer.write_config()
-        result = trainer.run()
+        result = trainer.run()  # writes config.json once its first step succeeded
     except TrainingDiverged as e:
         print(f"cnnlab: {e}", file=sys.stderr)
         raise typer.Exit(1) from None

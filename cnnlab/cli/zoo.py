@@ -21,6 +21,11 @@ from cnnlab.counting.analytic import Complexity, complexity
 from cnnlab.counting.report import models_markdown
 from cnnlab.models import get_entry, list_models
 
+# what a user may have typed after a flag (``--json true``): a flag takes no value, so the word
+# became the pattern
+FLAG_VALUES = ("true", "false", "yes", "no", "on", "off", "1", "0")
+FLAG_VALUE_HINT = " (a flag such as --json takes no value: write --json alone)"
+
 
 def _millions(n: int) -> str:
     return f"{n / 1e6:,.2f}"
@@ -57,7 +62,8 @@ def models(
     size = parse_input_size(input_size)
     names = list_models(pattern)
     if not names:
-        raise UsageError(f"no model matches {pattern!r}; `cnnlab models` lists them all")
+        hint = FLAG_VALUE_HINT if pattern.lower() in FLAG_VALUES else ""
+        raise UsageError(f"no model matches {pattern!r}; `cnnlab models` lists them all{hint}")
     rows = [_summary(n, complexity(n, size or get_entry(n).input_size)) for n in names]
     if as_json:
         print(json.dumps(rows, indent=2))

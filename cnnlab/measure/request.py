@@ -8,14 +8,18 @@ whether each model can take the input (an analytic count of a registered model) 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
-from cnnlab.counting.analytic import check_input_size
+from cnnlab._device import FLOAT_BYTES, check_memory
+from cnnlab._device import check_device as _check_device
+from cnnlab.counting.analytic import check_input_size, complexity
 from cnnlab.errors import BadType, BadValue
+from cnnlab.models.net import Net
 from cnnlab.models.registry import input_size_of
 
 MODES = ("inference", "train")
@@ -52,16 +56,9 @@ class Request:
 
 
 def check_device(device: str | torch.device) -> torch.device:
-    """A usable torch device, or a ValueError that says why not."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise BadValue(f"unknown device {device!r} ({e}); use 'cpu' or 'cuda'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BadValue(f"device {device!r} requested but CUDA is not available here; use 'cpu'")
-    if dev.type not in ("cpu", "cuda"):
-        raise BadValue(f"device {device!r} is not supported; use 'cpu' or 'cuda'")
-    return dev
+    """A usable torch device, or a BadValue that says why not (``cnnlab._device``, the check
+    training shares)."""
+    return _check_device(device)
 
 
 def check_shape(input_size) -> tuple[int, int, int]:
@@ -110,11 +107,43 @@ def _check_models(models: Sequence[nn.Module | str], size: tuple[int, int, int])
         check_input_size(model, size)  # a registered model: an analytic count
 
 
+def _activations(model: nn.Module | str, size: tuple[int, int, int]) -> int:
+    """Output elements of the model's layers at batch 1, analytically for a registered model or
+    a cnnlab network; for any other module (which cannot be counted without running it) none."""
+    if isinstance(model, str) or (isinstance(model, Net) and model.matches_plan()):
+        return complexity(model, size).activations
+    return 0
+
+
+def estimated_bytes(
+    models: Sequence[nn.Module | str], size: tuple[int, int, int], batch: int
+) -> int:
+    """Memory a request needs at ``batch``, estimated from the analytic activations of its
+    largest model plus the input, 4 bytes per float."""
+    per_image = math.prod(size) + max((_activations(m, size) for m in models), default=0)
+    return per_image * batch * FLOAT_BYTES
+
+
+def check_fits(
+    models: Sequence[nn.Module | str], size: tuple[int, int, int], batch: int, dev: torch.device
+) -> None:
+    """Refuse an input too large for this machine's memory (RAM, or the GPU's on CUDA), naming
+    the estimate and what the machine has, before anything is allocated."""
+    shape = "x".join(map(str, size))
+    check_memory(
+        estimated_bytes(models, size, batch),
+        dev,
+        f"input {shape} at batch {batch}",
+        "use a smaller --input-size or --batch-size",
+    )
+
+
 def for_models(req: Request, models: Sequence[nn.Module | str], input_size=None) -> Request:
     """``req`` at ``input_size``, else at the first model's own (``input_size_of``), checked
     once against each of ``models``."""
     size = check_shape(input_size_of(models[0], input_size))
     _check_models(models, size)
+    check_fits(models, size, max(req.batch_sizes), req.device)
     return replace(req, input_size=size)
 
 
@@ -137,4 +166,5 @@ def check_request(
     _check_threads_and_mode(threads, mode)
     dev = check_device(device)
     _check_models(models, size)
+    check_fits(models, size, max(batches), dev)
     return Request(size, batches, dev, threads, _check_dtype(dtype), mode, bool(channels_last))

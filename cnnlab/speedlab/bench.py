@@ -12,7 +12,7 @@ import csv
 import io
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from torch import nn
@@ -84,6 +84,10 @@ class BenchRow:
     deploy_backend: str
     deploy_speedup: float  # eager latency / deployed latency
     threads: int
+    unreliable: bool = field(init=False)  # IQR above the median: the timing spread too much
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "unreliable", self.iqr_ms > self.latency_ms)
 
 
 def _input_size(name: str, side: int | None) -> tuple[int, int, int]:

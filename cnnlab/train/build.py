@@ -67,7 +67,7 @@ def resolve_small_input(cfg: TrainConfig, image_size: int) -> bool:
 
 def build_model(cfg: TrainConfig, data: Data, small_input: bool) -> nn.Module:
     """The registered model for this data, with the recipe's gamma init and BN kind."""
-    overrides = dict(cfg.extra)
+    overrides = {k: _as_tuples(v) for k, v in cfg.extra.items()}
     if small_input:
         overrides["small_input"] = True
     if cfg.drop_rate is not None:
@@ -82,6 +82,14 @@ def build_model(cfg: TrainConfig, data: Data, small_input: bool) -> nn.Module:
     elif cfg.bn == "distributed":
         model = convert_norm(model, "distributed")
     return model
+
+
+def _as_tuples(value):
+    """A JSON list (``--model-arg stage_channels=[116,232,464]``, or a config read back from
+    JSON) as the tuple a model config holds, nested lists too."""
+    if isinstance(value, list):
+        return tuple(_as_tuples(v) for v in value)
+    return value
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:

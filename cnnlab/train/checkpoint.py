@@ -25,6 +25,7 @@ from cnnlab.errors import BadValue
 
 FORMAT = "cnnlab-checkpoint-1"
 CHECKPOINT_NAME = "checkpoint.safetensors"
+META_KEYS = ("config", "world_size", "small_input", "state", "optimizer", "scaler", "rng")
 
 
 def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -103,7 +104,17 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     extra = header.get("__metadata__") or {}
     if extra.get("format") != FORMAT:
         raise BadValue(f"{path} is not a cnnlab training checkpoint (format {FORMAT} expected)")
-    return tensors, json.loads(extra["meta"])
+    try:
+        meta = json.loads(extra.get("meta", "null"))
+    except ValueError:
+        meta = None
+    missing = [k for k in META_KEYS if k not in meta] if isinstance(meta, dict) else ["all"]
+    if missing:
+        raise BadValue(
+            f"{path} is not a cnnlab training checkpoint: no {', '.join(missing)} metadata; "
+            f"pass the checkpoint.safetensors a cnnlab train run wrote"
+        )
+    return tensors, meta
 
 
 def prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

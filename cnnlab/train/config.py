@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from cnnlab._device import FLOAT_BYTES, check_device, check_memory
 from cnnlab.errors import BadValue
 from cnnlab.train.schedules import SCHEDULES, batch_size_schedule, scaled_lr
 
@@ -134,6 +135,7 @@ class TrainConfig:
     threads: int | None = _doc(None, "intra-op threads (default: torch's current count)")
     checkpoint_every: int = _doc(0, "steps between checkpoints; 0: at each epoch end only")
     max_steps: int | None = _doc(None, "stop (with a checkpoint) after this many updates")
+    overwrite: bool = _doc(False, "replace the run already in out (else refused; or --resume)")
     progress: bool = _doc(True, "progress bar")
     extra: dict[str, Any] = _doc(
         dict,
@@ -155,6 +157,26 @@ class TrainConfig:
             )
         if self.threads is not None and self.threads < 1:
             raise BadValue(f"threads must be >= 1, got {self.threads}")
+        self._check_image(world_size)
+
+    def _check_image(self, world_size: int) -> None:
+        """An image side >= 1 (0 is refused, not read as the data's own), and a micro-batch of
+        such images that fits this machine's memory (a lower bound: one channel, 4 bytes each,
+        before any activation), refused before any data is loaded."""
+        if self.image_size is None:
+            return
+        if self.image_size < 1:
+            raise BadValue(
+                f"image_size must be >= 1 pixels, got {self.image_size}; leave --image-size out "
+                "for the data's own size"
+            )
+        micro = self.micro_batch(self.batch_size, world_size)
+        check_memory(
+            self.image_size**2 * micro * FLOAT_BYTES,
+            check_device(self.device, auto=True),
+            f"image_size={self.image_size} at {micro} images per forward pass",
+            "use a smaller --image-size or --batch-size",
+        )
 
     def _check_values(self) -> None:
         """Each choice among its options, each count and rate in its range."""
@@ -167,6 +189,10 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "reference_batch", "accum_steps", "ghost_batch"):
             if getattr(self, name) < 1:
                 raise BadValue(f"{name} must be >= 1, got {getattr(self, name)}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise BadValue(f"{f.name} must be a finite number, got {value}")
         for name in ("lr", "momentum", "weight_decay", "trust_coefficient", "warmup_epochs"):
             if getattr(self, name) < 0 or (name == "lr" and self.lr == 0):
                 raise BadValue(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from cnnlab.errors import BadValue
+from cnnlab._device import check_device
 
 
 @dataclass(frozen=True)
@@ -33,11 +33,7 @@ class DistEnv:
 
 def resolve_device(name: str) -> torch.device:
     """'auto' picks CUDA when present; 'cuda' without a GPU is refused with the fix."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise BadValue("device 'cuda' requested but no CUDA device is available; use --device cpu")
-    return torch.device(name)
+    return check_device(name, auto=True)  # the one device check of every command
 
 
 def setup(device: str) -> DistEnv:

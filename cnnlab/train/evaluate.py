@@ -27,6 +27,7 @@ def evaluate_checkpoint(
     """Loss, top-1 and top-5 (%) of the checkpoint's weights on ``data`` (default: the run's)."""
     if batch_size < 1 or (threads is not None and threads < 1):
         raise BadValue(f"batch_size and threads must be >= 1, got {batch_size} and {threads}")
+    dev = resolve_device(device)  # before the checkpoint and the data are read
     tensors, meta = load_checkpoint(path)
     cfg = TrainConfig.from_dict(meta["config"])
     cfg = dataclasses.replace(cfg, data=data or cfg.data, bn="batch")
@@ -45,7 +46,6 @@ def evaluate_checkpoint(
     except RuntimeError as e:
         last = str(e).strip().splitlines()[-1].strip()
         raise BadValue(f"{path} does not fit {cfg.model} on {cfg.data}: {last}") from None
-    dev = resolve_device(device)
     metrics = evaluate(model.to(dev), val, dev, cfg.amp)
     return {
         "model": cfg.model,

@@ -6,6 +6,10 @@ global batch (Goyal et al. 2017, §2.3 and Remark 1). Each step: set the lr (war
 momentum correction for LARS, whose buffer holds lr x update: Goyal, Remark 2), forward and
 backward (autocast if asked), stop on a non-finite loss before any weight changes, update, EMA.
 Checkpoints every ``checkpoint_every`` steps and at each epoch end; ``resume`` continues exactly.
+A checkpoint is written only of finite weights, and a validation loss that is not finite stops
+the run too, so the last checkpoint is always a good one. Nothing is written in ``out`` before
+the first step succeeded (config.json then); a folder holding a run is refused unless resumed
+or ``overwrite``.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,7 +44,15 @@ from cnnlab.train.checkpoint import CHECKPOINT_NAME
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.ema import ModelEma
 from cnnlab.train.progress import Progress
-from cnnlab.train.runstate import RunState, restore, snapshot, write_logs
+from cnnlab.train.runstate import (
+    RunState,
+    refuse_existing_run,
+    remove_run_files,
+    remove_stale_temporaries,
+    restore,
+    snapshot,
+    write_logs,
+)
 from cnnlab.train.schedules import momentum_correction, noise_scale
 
 
@@ -93,10 +107,11 @@ class Trainer:
         if cfg.amp == "fp16" and self.env.device.type == "cpu":
             raise BadValue("--amp fp16 needs a GPU (loss scaling); on the CPU use --amp bf16")
         self.cfg, self.out = cfg, Path(cfg.out)
+        refuse_existing_run(self.out, bool(resume), cfg.overwrite)
         _set_determinism(cfg)
         self.data = build_data(cfg, self.env)
         self.small_input = resolve_small_input(cfg, self.data.image_size)
-        torch.manual_seed(cfg.seed)  # identical initial weights on every worker
+        _seed_all(cfg.seed)  # identical initial weights on every worker, identical RNG states
         model = build_model(cfg, self.data, self.small_input).to(self.env.device)
         self.model = model
         self.optimizer = build_optimizer(cfg, model)
@@ -112,6 +127,10 @@ class Trainer:
                     f"start a new run, or pass the run's --out"
                 )
             restore(self, path)
+        self.resumed, self.saved, self.started = bool(resume), False, False
+        self._probe: torch.Tensor | None = None
+        if self.env.main:
+            remove_stale_temporaries(self.out)
         self.ddp = (
             DistributedDataParallel(model, device_ids=_device_ids(self.env))
             if self.env.world_size > 1
@@ -122,9 +141,18 @@ class Trainer:
     # --- the run -------------------------------------------------------------------------------
 
     def write_config(self) -> None:
-        """config.json: the resolved configuration, saved with the run (rank 0)."""
+        """config.json: the resolved configuration, saved with the run (rank 0). ``run`` writes
+        it once the first step succeeded; calling it before is not needed."""
         if self.env.main:
             atomic_write(self.out / "config.json", json.dumps(self.resolved(), indent=2) + "\n")
+
+    def _started(self) -> None:
+        """After the first good step: a replaced run's files go, config.json is written."""
+        self._check_finite(f"update {self.state.step}")
+        if self.env.main and self.cfg.overwrite and not self.resumed:
+            remove_run_files(self.out)
+        self.write_config()
+        self.started = True
 
     def resolved(self) -> dict[str, Any]:
         """The configuration as run: the config plus every value derived from it."""
@@ -182,7 +210,10 @@ class Trainer:
         batch = self.schedule.batch(st.epoch)
         micro = cfg.micro_batch(batch, env.world_size)
         loader = with_batch(self.data.train, micro)
-        loader.sampler.set_epoch(st.epoch, skip=st.epoch_step * micro * cfg.accum_steps)
+        # the samples already trained on: full batches, but the epoch's last batch may be
+        # partial, so a checkpoint after the last step (before validation) is at the shard's end
+        done = min(st.epoch_step * micro * cfg.accum_steps, loader.sampler.num_samples)
+        loader.sampler.set_epoch(st.epoch, skip=done)
         steps = self.schedule.epoch_steps[st.epoch]
         self.ddp.train()
         self.progress.start_epoch(st.epoch, cfg.epochs, steps, st.epoch_step)
@@ -191,6 +222,8 @@ class Trainer:
             t0 = time.perf_counter()  # data loading counts in images/s
             group = [b for _, b in zip(range(cfg.accum_steps), batches)]
             self._step(group, t0)
+            if not self.started:
+                self._started()
             if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0:
                 self._save()
         return st.epoch_step >= steps
@@ -216,11 +249,7 @@ class Trainer:
             correct += (logits.detach().argmax(1) == y).sum()
         loss_value = float(loss_sum)
         if dist.broadcast_flag(not math.isfinite(loss_value), env):
-            raise TrainingDiverged(
-                f"loss became {loss_value} at step {st.step} (epoch {st.epoch}); stopped before "
-                f"updating, the last good checkpoint in {self.out} is kept; lower --lr or add "
-                f"--warmup gradual"
-            )
+            self._diverged(f"loss became {loss_value} at step {st.step} (epoch {st.epoch})")
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if self.ema is not None:
@@ -244,6 +273,12 @@ class Trainer:
             row["val_ema"] = evaluate(
                 self.ema.module, self.data.val, self.env.device, self.cfg.amp, self.env
             )
+        for key in ("val", "val_ema"):
+            if key in row and not math.isfinite(row[key]["loss"]):
+                self._diverged(
+                    f"the {key.replace('_', ' ')} loss became {row[key]['loss']} after "
+                    f"update {st.step} (epoch {st.epoch})"
+                )
         st.finish_epoch(row)
         self.progress.end_epoch(row)
         self._save()
@@ -251,8 +286,74 @@ class Trainer:
             write_logs(self.out, st.history)
 
     def _save(self) -> None:
+        """The checkpoint, of finite weights only: a non-finite one stops the run instead."""
+        self._check_finite(f"update {self.state.step} (epoch {self.state.epoch})")
         if self.env.main:
             snapshot(self, self.out / CHECKPOINT_NAME)
+        self.saved = True
+
+    def _check_finite(self, when: str) -> None:
+        """Every weight, buffer and optimizer tensor finite, and the model's outputs on a few
+        validation images: large finite weights can still give NaN (no later step shows it)."""
+        bad = _first_nonfinite(self) or self._probe_nonfinite()
+        if dist.broadcast_flag(bad is not None, self.env):
+            self._diverged(f"{bad or 'a tensor on another worker'} became non-finite after {when}")
+
+    @torch.no_grad()
+    def _probe_nonfinite(self) -> str | None:
+        if self._probe is None:  # the first validation images, read without touching any RNG
+            val = self.data.val.dataset
+            with torch.random.fork_rng(devices=[]):
+                n = min(len(val), self.data.val.batch_size or 1, 64)
+                self._probe = torch.stack([val[i][0] for i in range(n)])
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with autocast(self.env.device, self.cfg.amp):
+                logits = self.model(self._probe.to(self.env.device))
+        finally:
+            self.model.train(was_training)
+        return None if bool(torch.isfinite(logits).all()) else "the model's output"
+
+    def _diverged(self, what: str) -> None:
+        """Stop the run: what happened, which checkpoint is kept, and what to try."""
+        if self.saved or self.resumed:
+            kept = f"the last good checkpoint in {self.out} is kept"
+        elif self.started:
+            kept = "no checkpoint was written yet (rerun with --overwrite once fixed)"
+        else:
+            kept = f"nothing was written to {self.out}"
+        raise TrainingDiverged(f"{what}; stopped, {kept}; lower --lr or add --warmup gradual")
+
+
+def _first_nonfinite(trainer: Trainer) -> str | None:
+    """The name of the first weight, buffer or optimizer tensor with a NaN or infinity."""
+    named = [("model", trainer.model.state_dict())]
+    if trainer.ema is not None:
+        named.append(("ema", trainer.ema.module.state_dict()))
+    state = trainer.optimizer.state_dict()["state"]  # per parameter index
+    named.append(("optimizer", {str(k): v for k, v in state.items()}))
+    for prefix, tensors in named:
+        for name, value in _tensors(tensors):
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                return f"{prefix}.{name}"
+    return None
+
+
+def _tensors(tree: dict, prefix: str = ""):
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            yield from _tensors(v, f"{prefix}{k}.")
+        elif isinstance(v, torch.Tensor):
+            yield f"{prefix}{k}", v
+
+
+def _seed_all(seed: int) -> None:
+    """torch (initial weights), Python's and numpy's RNGs: saved with each checkpoint, so they
+    start from the seed too, and two identical runs are identical in every saved byte."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
 
 
 def _device_ids(env: dist.DistEnv):
@@ -277,8 +378,6 @@ def _set_determinism(cfg: TrainConfig) -> None:
 def train(cfg: TrainConfig, *, resume: bool | str | Path = False, console=None) -> TrainResult:
     """Train ``cfg.model`` on ``cfg.data``; ``resume`` continues from ``out/checkpoint``."""
     try:  # the process group is left even when the set-up itself refuses the config
-        trainer = Trainer(cfg, resume=resume, console=console)
-        trainer.write_config()
-        return trainer.run()
+        return Trainer(cfg, resume=resume, console=console).run()
     finally:
         dist.teardown()

@@ -7,13 +7,18 @@ import csv
 import dataclasses
 import io
 import json
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from cnnlab._io import atomic_write
 from cnnlab.errors import BadValue
 from cnnlab.train.checkpoint import (
+    CHECKPOINT_NAME,
     load_checkpoint,
     optimizer_join,
     optimizer_split,
@@ -24,7 +29,10 @@ from cnnlab.train.checkpoint import (
 )
 
 # fields that may differ between a run and its resumption: they do not change the trajectory
-RESUME_FREE = {"out", "progress", "max_steps", "checkpoint_every", "workers", "threads"}
+# (``threads`` as given may differ; the thread count it resolves to may not: see ``execution``)
+RESUME_FREE = {
+    "out", "progress", "max_steps", "checkpoint_every", "workers", "threads", "overwrite",
+}  # fmt: skip
 
 
 @dataclass
@@ -77,6 +85,7 @@ def snapshot(trainer, path: Path) -> None:
     meta = {
         "config": trainer.cfg.to_dict(),
         "world_size": trainer.env.world_size,
+        **execution(trainer.env),
         "small_input": trainer.small_input,
         "state": dataclasses.asdict(trainer.state),
         "optimizer": opt_meta,
@@ -86,8 +95,15 @@ def snapshot(trainer, path: Path) -> None:
     save_checkpoint(path, {**tensors, **opt_tensors, **rng_tensors}, meta)
 
 
-def check_compatible(meta: dict, cfg, world_size: int, path: Path) -> None:
-    """Refuse a checkpoint of another model, or of a run with another trajectory."""
+def execution(env) -> dict[str, Any]:
+    """How the run executes, beyond its config, that changes its floating-point results: the
+    intra-op thread count (reduction order) and the device kind."""
+    return {"threads": torch.get_num_threads(), "device": env.device.type}
+
+
+def check_compatible(meta: dict, cfg, env, path: Path) -> None:
+    """Refuse a checkpoint of another model, or of a run with another trajectory: another
+    config, number of processes (world size), thread count or device kind."""
     saved = meta["config"]
     if saved["model"] != cfg.model:
         raise BadValue(
@@ -96,22 +112,32 @@ def check_compatible(meta: dict, cfg, world_size: int, path: Path) -> None:
         )
     ours = cfg.to_dict()
     differ = sorted(
-        k for k in saved if k not in RESUME_FREE and json.dumps(saved[k]) != json.dumps(ours[k])
+        k for k in saved if k not in RESUME_FREE and json.dumps(saved[k]) != json.dumps(ours.get(k))
     )
-    if differ or meta["world_size"] != world_size:
-        what = [f"{k}: {saved[k]!r} -> {ours[k]!r}" for k in differ]
-        if meta["world_size"] != world_size:
-            what.append(f"workers: {meta['world_size']} -> {world_size}")
+    what = [f"{k}: {saved[k]!r} -> {ours.get(k)!r}" for k in differ]
+    now = {"world_size": env.world_size, **execution(env)}
+    for key, name, fix in _EXECUTION:
+        if key in meta and meta[key] != now[key]:  # (older checkpoints lack threads, device)
+            what.append(f"{name}: {meta[key]!r} -> {now[key]!r} ({fix.format(meta[key])})")
+    if what:
         raise BadValue(
             f"cannot resume {path} exactly, the run differs in {'; '.join(what)}; resume with "
             f"the saved settings or start a new --out"
         )
 
 
+# what a resume must keep besides the config: checkpoint key, its name, how to restore it
+_EXECUTION = (
+    ("world_size", "processes (world size)", "torchrun --nproc-per-node {}"),
+    ("threads", "threads", "--threads {}"),
+    ("device", "device", "--device {}"),
+)
+
+
 def restore(trainer, path: Path) -> None:
     """Load ``path`` into the trainer's model, EMA, optimizer, scaler, RNG and counters."""
     tensors, meta = load_checkpoint(path)
-    check_compatible(meta, trainer.cfg, trainer.env.world_size, path)
+    check_compatible(meta, trainer.cfg, trainer.env, path)
     try:
         trainer.model.load_state_dict(prefixed(tensors, "model"))
         if trainer.ema is not None:
@@ -145,3 +171,54 @@ def write_logs(out: Path, history: list[dict[str, Any]]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     atomic_write(out / "log.csv", buf.getvalue())
+
+
+# the files a run writes in its folder; any of them there means the folder holds a run
+RUN_FILES = (CHECKPOINT_NAME, "config.json", "log.jsonl", "log.csv")
+# cnnlab._io.atomic_write's temporary beside a target: .{name}.{pid}.{8 hex}.tmp
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp")
+
+
+def refuse_existing_run(out: Path, resume: bool, overwrite: bool) -> None:
+    """A new run into a folder holding a run needs ``--overwrite``; a resume may not have it."""
+    if resume and overwrite:
+        raise BadValue(
+            f"--resume continues the run in {out} and --overwrite replaces it: pass one of them"
+        )
+    held = [n for n in RUN_FILES if (out / n).exists()] if out.is_dir() else []
+    if held and not resume and not overwrite:
+        raise BadValue(
+            f"{out} holds a run ({', '.join(held)}); pass --resume to continue it, --overwrite "
+            f"to replace it, or another --out"
+        )
+
+
+def remove_run_files(out: Path) -> None:
+    """The files of the run a new one replaces (``--overwrite``), so none outlives it."""
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(out: Path) -> list[Path]:
+    """Remove the temporaries of atomic writes that a killed process left in ``out`` (only
+    names of cnnlab's pattern whose process is gone); the removed paths."""
+    removed = []
+    for path in sorted(out.iterdir()) if out.is_dir() else []:
+        m = _TEMPORARY.fullmatch(path.name)
+        if m and path.is_file() and not _alive(int(m["pid"])):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether another process ``pid`` runs (this one writes nothing yet at the start)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process, or not a pid at all: leave the file
+    return True

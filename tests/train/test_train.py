@@ -131,16 +131,20 @@ def test_ema_is_the_exponential_average():
 
 
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    # lr 30: the model's outputs are NaN after update 2 (lr 1e30: after update 1, no checkpoint)
     args = [
-        "train", "--model", "mobilenet_v1_x0_25", "--batch-size", "224", "--lr", "1e30",
+        "train", "--model", "mobilenet_v1_x0_25", "--batch-size", "224", "--lr", "30",
         "--epochs", "2", "--threads", "1", "--no-progress", "--checkpoint-every", "1",
         "--out", str(tmp_path), "--no-zero-gamma",
     ]  # fmt: skip
     assert main(args) == 1
     err = capsys.readouterr().err
-    assert "loss became" in err and "last good checkpoint" in err and "Traceback" not in err
+    assert "became non-finite" in err and "last good checkpoint" in err and "Traceback" not in err
     tensors, meta = load_checkpoint(tmp_path / "checkpoint.safetensors")
     assert all(torch.isfinite(v).all() for v in prefixed(tensors, "model").values())
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "checkpoint.safetensors"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["loss"] < float("inf")  # not NaN either
     with pytest.raises(TrainingDiverged):
         train(TrainConfig(out=str(tmp_path / "lib"), **{**TINY, "lr": 1e30}))
 

@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from cnnlab.counting.trace import tensors_in
-from cnnlab.errors import BadType, BadValue
+from cnnlab.errors import BadType
 
 GUIDELINES = ("G1", "G2", "G3", "G4")
 RULES = {
@@ -458,16 +458,12 @@ def _totals(findings: list[LintFinding], blocks, memory_access: int) -> dict[str
 def _resolve(model_or_name, input_size) -> tuple[str, nn.Module, tuple[int, int, int]]:
     """(name, module, input size) of what ``lint`` checks; an input the model cannot take is
     refused in words before anything runs (``check_input_size``)."""
-    from cnnlab.counting.analytic import check_input_size
+    from cnnlab.measure.request import check_request
     from cnnlab.models import create_model
-    from cnnlab.models.registry import input_size_of
 
     if not isinstance(model_or_name, (str, nn.Module)):
         raise BadType(f"lint() takes a model name or an nn.Module, got {type(model_or_name)}")
-    size = tuple(int(v) for v in input_size_of(model_or_name, input_size))
-    if len(size) != 3 or min(size) < 1:
-        raise BadValue(f"input_size must be (channels, height, width), all >= 1; got {size}")
-    check_input_size(model_or_name, size)
+    size = check_request(model_or_name, input_size=input_size).input_size  # fits memory too
     if isinstance(model_or_name, str):
         return model_or_name, create_model(model_or_name), size
     return type(model_or_name).__name__, model_or_name, size

@@ -26,6 +26,7 @@ from cnnlab.speedlab.lut.table import (
     LutRow,
     Prediction,
     build_lut,
+    check_sampling,
     evaluate_lut,
     load_lut,
     measure_like,
@@ -52,11 +53,23 @@ def select_models(text: str | Iterable[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def check_setting(threads: int | None, batch_size: int) -> None:
+    """A table's setting as given: threads None (torch's count) or >= 1, batch >= 1; zero is
+    refused, never read as the default."""
+    if threads is not None and (isinstance(threads, bool) or threads < 1):
+        raise BadValue(
+            f"threads must be >= 1, got {threads}; leave --threads out for torch's count"
+        )
+    if isinstance(batch_size, bool) or batch_size < 1:
+        raise BadValue(f"batch_size must be >= 1, got {batch_size}")
+
+
 def default_path(
     device: str = "cpu", threads: int | None = None, batch_size: int = 1, backend: str | None = None
 ) -> Path:
     """Where the table of this setting lives unless a path is given:
     ``cnnlab-out/lut/<device>-t<threads>-b<batch>[-<backend>].json`` (threads: torch's count)."""
+    check_setting(threads, batch_size)
     name = f"{device.replace(':', '_')}-t{threads or torch.get_num_threads()}-b{batch_size}"
     return Path("cnnlab-out") / "lut" / (f"{name}-{backend}.json" if backend else f"{name}.json")
 
@@ -66,7 +79,9 @@ def build_sampling(
 ) -> dict:
     """Samples and seconds per operator: QUICK or FULL, with what is given in their place."""
     given = {"min_samples": min_samples, "min_seconds": min_seconds}
-    return {**(QUICK if quick else FULL), **{k: v for k, v in given.items() if v is not None}}
+    sampling = {**(QUICK if quick else FULL), **{k: v for k, v in given.items() if v is not None}}
+    check_sampling(**sampling)
+    return sampling
 
 
 def synthetic_sample(per_group: int) -> Synthetic | None:
@@ -126,6 +141,7 @@ def build_file(
     unless ``fresh``; one of another setting is refused. ``on_progress(done, total)`` follows
     each operator.
     """
+    check_setting(threads, batch_size)
     path, threads = Path(path), threads or torch.get_num_threads()
     setting = {"device": device, "threads": threads, "batch_size": batch_size}
     table = _continued(path, fresh, backend, **setting)
@@ -178,6 +194,7 @@ def open_table(
 ) -> OpenTable:
     """The table at ``path`` (default: :func:`default_path` of this setting, the backend
     included), refused when of another setting unless ``force``."""
+    check_setting(threads, batch_size)
     threads = threads or torch.get_num_threads()
     path = Path(path) if path else default_path(device, threads, batch_size, backend)
     setting = {"device": device, "threads": threads, "batch_size": batch_size, "backend": backend}

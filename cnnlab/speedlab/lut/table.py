@@ -32,11 +32,10 @@ from torch import nn
 
 from cnnlab._io import atomic_write
 from cnnlab._version import __version__
-from cnnlab.counting.analytic import check_input_size
 from cnnlab.deployment.timed import measure_deployed
 from cnnlab.errors import BadType, BadValue
 from cnnlab.measure.allocator import malloc_mode
-from cnnlab.measure.request import check_device, check_settings
+from cnnlab.measure.request import check_device, check_request, check_settings
 from cnnlab.speedlab.lut.opsig import OpSig, extract_ops
 from cnnlab.speedlab.lut.regress import (
     Synthetic,
@@ -175,13 +174,16 @@ def environment(device: str | torch.device = "cpu") -> dict[str, str]:
     }
 
 
-def _resolve(model_or_name: nn.Module | str, input_size) -> tuple[str, nn.Module, tuple]:
-    """(name, model, input size): a registered name's own input size unless one is given."""
+def _resolve(
+    model_or_name: nn.Module | str, input_size, batch_size: int = 1, device: str = "cpu"
+) -> tuple[str, nn.Module, tuple]:
+    """(name, model, input size): a registered name's own input size unless one is given,
+    checked (``check_request``: the model takes it, the memory holds it) before it is built."""
     from cnnlab.models import create_model, get_entry
 
     if isinstance(model_or_name, str):
         size = tuple(input_size or get_entry(model_or_name).input_size)
-        check_input_size(model_or_name, size)
+        check_request(model_or_name, input_size=size, batch_sizes=(batch_size,), device=device)
         return model_or_name, create_model(model_or_name), size
     if isinstance(model_or_name, nn.Module):
         return type(model_or_name).__name__, model_or_name, tuple(input_size or _DEFAULT_INPUT)
@@ -196,12 +198,12 @@ def _measure(model: nn.Module, input_size, batch_size: int, backend: str | None,
 
 
 def model_signatures(
-    models: Iterable[nn.Module | str], input_size=None, batch_size: int = 1
+    models: Iterable[nn.Module | str], input_size=None, batch_size: int = 1, device: str = "cpu"
 ) -> tuple[list[str], dict[str, OpSig]]:
     """Names of ``models`` and their distinct operator signatures, in order of first occurrence."""
     names, sigs = [], {}
     for m in [models] if isinstance(models, (str, nn.Module)) else models:
-        name, model, size = _resolve(m, input_size)
+        name, model, size = _resolve(m, input_size, batch_size, device)
         names.append(name)
         for op in extract_ops(model, size, batch_size):
             sigs.setdefault(op.key, op)
@@ -234,9 +236,10 @@ def build_lut(
     called after each operator.
     """
     check_settings(input_size or _DEFAULT_INPUT, batch_size, threads, "inference")
+    check_sampling(min_samples, min_seconds)
     dev = str(check_device(device))
     threads = threads or torch.get_num_threads()
-    names, sigs = model_signatures(models, input_size, batch_size)
+    names, sigs = model_signatures(models, input_size, batch_size, dev)
     if table is None:
         table = LatencyTable(
             dev,
@@ -318,14 +321,7 @@ def table_from_dict(data: object, source: str = "latency table") -> LatencyTable
             f"format {FORMAT} (per-kind regressors added in format 2); rebuild it with "
             "`cnnlab lut build --fresh`"
         )
-    entries = {}
-    for key, e in data["entries"].items():
-        try:
-            entries[key] = LutEntry(float(e["median_ms"]), float(e["iqr_ms"]), int(e["count"]))
-        except (KeyError, TypeError, ValueError):
-            raise BadValue(
-                f"{source}: entry {key!r} needs numbers median_ms, iqr_ms and count, got {e!r}"
-            ) from None
+    entries = {key: _entry(key, e, source) for key, e in data["entries"].items()}
     meta = {k: data[k] for k in _REQUIRED if k != "entries"}
     return LatencyTable(
         **meta,
@@ -335,11 +331,43 @@ def table_from_dict(data: object, source: str = "latency table") -> LatencyTable
     )
 
 
+def _entry(key: str, e: object, source: str) -> LutEntry:
+    """One operator's entry; a BadValue names the file and the operator of a bad one."""
+    try:
+        entry = LutEntry(float(e["median_ms"]), float(e["iqr_ms"]), int(e["count"]))
+    except (KeyError, TypeError, ValueError):
+        raise BadValue(
+            f"{source}: entry {key!r} needs numbers median_ms, iqr_ms and count, got {e!r}"
+        ) from None
+    ms = (entry.median_ms, entry.iqr_ms)
+    if not all(math.isfinite(v) and v >= 0 for v in ms) or entry.count < 1:
+        raise BadValue(
+            f"{source}: operator {key!r} has median_ms={entry.median_ms}, "
+            f"iqr_ms={entry.iqr_ms}, count={entry.count}; latencies must be finite and >= 0 "
+            "and count >= 1: rebuild the table with `cnnlab lut build --fresh`"
+        )
+    return entry
+
+
+def check_sampling(min_samples: int, min_seconds: float) -> None:
+    """Samples per measurement >= 1 and seconds >= 0 (finite), else a BadValue with the fix."""
+    if min_samples < 1:
+        raise BadValue(f"min_samples must be >= 1, got {min_samples}; pass --min-samples 1 or more")
+    if not (math.isfinite(min_seconds) and min_seconds >= 0):
+        raise BadValue(f"min_seconds must be >= 0, got {min_seconds}; pass --min-seconds 0 or more")
+
+
 def _optional_fields(data: dict, source: str) -> dict:
     """The fields a table may lack (older formats), converted; a BadValue names a bad one."""
+    models = data.get("models", [])
+    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+        raise BadValue(
+            f"{source}: field 'models' must be a list of model names, got {models!r}; "
+            "rebuild it with `cnnlab lut build --fresh`"
+        )
     try:
         return {
-            "models": [str(m) for m in data.get("models", [])],
+            "models": models,
             "min_samples": int(data.get("min_samples", 0)),
             "min_seconds": float(data.get("min_seconds", 0.0)),
             "synthetic": int(data.get("synthetic", 0)),
@@ -376,6 +404,11 @@ def load_lut(
         ) from None
     except OSError as e:
         raise BadValue(f"cannot read latency table {str(path)!r}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise BadValue(
+            f"{str(path)!r} is not a latency table (binary, not JSON text); pass a table "
+            "written by `cnnlab lut build`"
+        ) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -527,7 +560,7 @@ def predict_latency(
     ``measure_missing`` measures every operator not in the table now (with the table's sampling
     unless given), adds it to ``lut`` and counts it.
     """
-    name, model, size = _resolve(model_or_name, input_size)
+    name, model, size = _resolve(model_or_name, input_size, lut.batch_size)  # counted on CPU
     check_settings(size, lut.batch_size, None, "inference")
     sampling = _sampling(lut, min_samples, min_seconds)
     return _predict(name, model, size, lut, measure_missing, sampling, use_regressors)
@@ -640,9 +673,10 @@ def evaluate_lut(
     """
     if not 0 < tolerance < 1:
         raise BadValue(f"tolerance must be in (0, 1), got {tolerance}")
+    check_sampling(min_samples, min_seconds)
     rows = []
     for m in [models] if isinstance(models, (str, nn.Module)) else models:
-        name, model, size = _resolve(m, input_size)
+        name, model, size = _resolve(m, input_size, lut.batch_size, lut.device)
         p = _predict(name, model, size, lut, measure_missing, _sampling(lut, None, None))
         measured = measure_like(model, lut, size, min_samples=min_samples, min_seconds=min_seconds)
         held_out = name not in lut.models
