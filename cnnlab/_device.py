@@ -12,6 +12,7 @@ import torch
 from cnnlab.errors import BadValue
 
 DEVICE_TYPES = ("cpu", "cuda")
+MAX_THREADS = 1024  # far beyond any machine's cores, and within what torch.set_num_threads takes
 FLOAT_BYTES = 4
 
 
@@ -37,6 +38,17 @@ def check_device(device: str | torch.device, *, auto: bool = False) -> torch.dev
                 f"cuda:0 to cuda:{count - 1}"
             )
     return dev
+
+
+def check_threads(threads: int | None) -> None:
+    """An intra-op thread count: None (torch's own count) or 1 to MAX_THREADS."""
+    if threads is None:
+        return
+    if isinstance(threads, bool) or not 1 <= threads <= MAX_THREADS:
+        raise BadValue(
+            f"threads must be between 1 and {MAX_THREADS}, got {threads}; leave --threads out "
+            f"for torch's count ({torch.get_num_threads()} here)"
+        )
 
 
 def total_memory(device: torch.device) -> int | None:

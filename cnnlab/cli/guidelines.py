@@ -106,8 +106,20 @@ def guidelines(
         "cnnlab-out/guidelines"
     ),
     as_json: AsJson = False,
-    input_hw: Annotated[int, typer.Option("--input-hw", hidden=True)] = 56,
-    rounds: Annotated[OptionalInt, typer.Option("--rounds", hidden=True)] = None,
+    input_hw: Annotated[
+        int,
+        typer.Option(
+            "--input-hw",
+            hidden=True,
+            help="feature map side of the experiment nets (Table 1-4: 56)",
+        ),
+    ] = 56,
+    rounds: Annotated[
+        OptionalInt,
+        typer.Option(
+            "--rounds", hidden=True, help="interleaved rounds per table (default: by --quick)"
+        ),
+    ] = None,
 ) -> None:
     """Re-measure ShuffleNet v2's guideline tables G1-G4 (Ma et al. 2018, Tables 1-4) here,
     beside the paper's GPU and ARM figures."""

@@ -25,7 +25,7 @@ from cnnlab.cli.app import (
 )
 from cnnlab.deployment.select import CANDIDATES, deploy
 from cnnlab.deployment.timed import compare_deployed, measure_deployed
-from cnnlab.measure.latency import Contender, Latency
+from cnnlab.measure.latency import Contender, Latency, check_rounds
 from cnnlab.measure.request import MODES
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -82,6 +82,7 @@ def latency_cmd(
         dtype=_dtype(dtype),
         mode=_mode(mode),
     )
+    check_rounds(rounds, models=len(models))
     if len(models) == 1:
         _print_latency(models[0], measure_deployed(models[0], **common), as_json)
         return

@@ -118,8 +118,13 @@ def build(
     quick: Annotated[
         bool, typer.Option("--quick", help="5 samples and 0.02 s per operator: a rough table")
     ] = False,
-    min_samples: Annotated[Optional[int], typer.Option("--min-samples")] = None,  # noqa: UP045
-    min_seconds: Annotated[Optional[float], typer.Option("--min-seconds")] = None,  # noqa: UP045
+    min_samples: Annotated[
+        int | None, typer.Option("--min-samples", help="timed samples per operator (>= 1)")
+    ] = None,  # noqa: UP045
+    min_seconds: Annotated[
+        float | None,
+        typer.Option("--min-seconds", help="seconds of timing per operator, at least (>= 0)"),
+    ] = None,  # noqa: UP045
     fresh: Annotated[
         bool, typer.Option("--fresh", help="remeasure all instead of continuing the table at --out")
     ] = False,
@@ -286,8 +291,12 @@ def evaluate(
     batch_size: BatchSize = 1,
     backend: TableBackend = None,
     force: Force = False,
-    min_samples: Annotated[int, typer.Option("--min-samples")] = 30,
-    min_seconds: Annotated[float, typer.Option("--min-seconds")] = 1.0,
+    min_samples: Annotated[
+        int, typer.Option("--min-samples", help="timed samples per operator (>= 1)")
+    ] = 30,
+    min_seconds: Annotated[
+        float, typer.Option("--min-seconds", help="seconds of timing per operator, at least (>= 0)")
+    ] = 1.0,
     tolerance: Annotated[
         float, typer.Option("--tolerance", help="relative error counted as accurate")
     ] = NN_METER_TOLERANCE,

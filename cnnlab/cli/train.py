@@ -111,8 +111,8 @@ def eval_command(
     checkpoint: Annotated[str, typer.Argument(help="checkpoint.safetensors of a run")],
     data: Annotated[str | None, Opt("--data", help="default: the run's data")] = None,
     ema: Annotated[bool, Opt("--ema", help="evaluate the EMA weights")] = False,
-    batch_size: Annotated[int, Opt("--batch-size")] = 256,
-    device: Annotated[str, Opt("--device")] = "auto",
+    batch_size: Annotated[int, Opt("--batch-size", help="images per forward pass")] = 256,
+    device: Annotated[str, Opt("--device", help="auto (CUDA when present), cpu or cuda")] = "auto",
     threads: Threads = None,
     as_json: AsJson = False,
 ) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from cnnlab._device import FLOAT_BYTES, check_memory
+from cnnlab._device import FLOAT_BYTES, check_memory, check_threads
 from cnnlab._device import check_device as _check_device
 from cnnlab.counting.analytic import check_input_size, complexity
 from cnnlab.errors import BadType, BadValue
@@ -82,8 +82,7 @@ def check_batch_sizes(batch_sizes: Sequence[int]) -> tuple[int, ...]:
 
 
 def _check_threads_and_mode(threads: int | None, mode: str) -> None:
-    if threads is not None and threads < 1:
-        raise BadValue(f"threads must be >= 1, got {threads}")
+    check_threads(threads)
     if mode not in MODES:
         raise BadValue(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
 

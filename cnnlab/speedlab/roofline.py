@@ -108,6 +108,8 @@ def machine_peak(
     """
     if matmul_size < 1:
         raise BadValue(f"matmul_size must be >= 1, got {matmul_size}")
+    if not math.isfinite(copy_mb):
+        raise BadValue(f"copy_mb must be a finite number of MiB, got {copy_mb}")
     numel = int(copy_mb * 2**20) // BYTES_PER_ELEMENT
     if numel < 1:
         raise BadValue(f"copy_mb must hold at least one fp32 element, got {copy_mb}")

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnnlab._device import FLOAT_BYTES, check_device, check_memory
+from cnnlab._device import FLOAT_BYTES, check_device, check_memory, check_threads
 from cnnlab.errors import BadValue
 from cnnlab.train.schedules import SCHEDULES, batch_size_schedule, scaled_lr
 
@@ -52,6 +52,19 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key] = value
     return out
+
+
+# rates, counts and powers that may be zero but never negative (None: the option's default)
+_NON_NEGATIVE = (
+    "lr",
+    "momentum",
+    "weight_decay",
+    "trust_coefficient",
+    "warmup_epochs",
+    "warmup_start",
+    "power",
+    "workers",
+)
 
 
 @dataclass(kw_only=True)
@@ -155,26 +168,25 @@ class TrainConfig:
                 f"checkpoint_every must be >= 0 and max_steps >= 1, got "
                 f"{self.checkpoint_every} and {self.max_steps}"
             )
-        if self.threads is not None and self.threads < 1:
-            raise BadValue(f"threads must be >= 1, got {self.threads}")
+        check_threads(self.threads)
         self._check_image(world_size)
 
     def _check_image(self, world_size: int) -> None:
         """An image side >= 1 (0 is refused, not read as the data's own), and a micro-batch of
         such images that fits this machine's memory (a lower bound: one channel, 4 bytes each,
         before any activation), refused before any data is loaded."""
-        if self.image_size is None:
-            return
-        if self.image_size < 1:
+        if self.image_size is not None and self.image_size < 1:
             raise BadValue(
                 f"image_size must be >= 1 pixels, got {self.image_size}; leave --image-size out "
                 "for the data's own size"
             )
         micro = self.micro_batch(self.batch_size, world_size)
+        side = self.image_size or 1  # the data's own size is not known here: at least 1 pixel
         check_memory(
-            self.image_size**2 * micro * FLOAT_BYTES,
+            side**2 * micro * FLOAT_BYTES,
             check_device(self.device, auto=True),
-            f"image_size={self.image_size} at {micro} images per forward pass",
+            f"a forward pass of {micro} images"
+            + (f" at image_size={side}" if self.image_size else ""),
             "use a smaller --image-size or --batch-size",
         )
 
@@ -186,18 +198,27 @@ class TrainConfig:
         _choice("amp", self.amp, AMP_KINDS)
         _choice("bn", self.bn, BN_KINDS)
         _choice("device", self.device, DEVICES)
-        for name in ("epochs", "batch_size", "reference_batch", "accum_steps", "ghost_batch"):
-            if getattr(self, name) < 1:
+        for name in (
+            "epochs",
+            "batch_size",
+            "reference_batch",
+            "accum_steps",
+            "ghost_batch",
+            "max_batch",
+        ):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise BadValue(f"{name} must be >= 1, got {getattr(self, name)}")
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise BadValue(f"{f.name} must be a finite number, got {value}")
-        for name in ("lr", "momentum", "weight_decay", "trust_coefficient", "warmup_epochs"):
-            if getattr(self, name) < 0 or (name == "lr" and self.lr == 0):
+        for name in _NON_NEGATIVE:
+            if (getattr(self, name) or 0) < 0 or (name == "lr" and self.lr == 0):
                 raise BadValue(
                     f"{name} must be {'> 0' if name == 'lr' else '>= 0'}, got {getattr(self, name)}"
                 )
+        if self.gamma <= 0:
+            raise BadValue(f"gamma must be > 0 (the step decay's factor), got {self.gamma}")
         if not 0 <= self.label_smoothing < 1 or not 0 <= self.ema_decay < 1:
             raise BadValue(
                 f"label_smoothing and ema_decay must lie in [0, 1), got "

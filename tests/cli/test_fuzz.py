@@ -164,26 +164,7 @@ COMMANDS: dict[tuple[str, ...], dict[str | None, list[str]]] = {
 }
 
 # case id -> what the command did instead of refusing the value (fixed cases leave this list)
-XFAIL: dict[str, str] = {
-    "latency --threads '1000000000000'": "a bug: torch.set_num_threads raises ValueError 'Overflow when unpacking long' (a traceback)",
-    "deploy --threads '1000000000000'": "a bug: torch.set_num_threads raises ValueError 'Overflow when unpacking long' (a traceback)",
-    "bench --threads '1000000000000'": "a bug: torch.set_num_threads raises ValueError 'Overflow when unpacking long' (a traceback)",
-    "breakdown --threads '1000000000000'": "a bug: torch.set_num_threads raises ValueError 'Overflow when unpacking long' (a traceback)",
-    "roofline --threads '1000000000000'": "a bug: torch.set_num_threads raises ValueError 'Overflow when unpacking long' (a traceback)",
-    "lut build --threads '1000000000000'": "a bug: torch.set_num_threads raises ValueError 'Overflow when unpacking long' (a traceback)",
-    "latency --rounds '0'": "accepted: the timing starts",
-    "latency --rounds '-1'": "accepted: the timing starts",
-    "roofline --peak-copy-mb 'nan'": "a bug: ValueError 'cannot convert float NaN to integer' in speedlab/roofline.py",
-    "roofline --peak-copy-mb 'inf'": "a bug: OverflowError 'cannot convert float infinity to integer' in speedlab/roofline.py",
-    "train --batch-size '1000000000000'": "accepted: training starts (the memory check refuses a huge --image-size, not a huge batch)",
-    "train --warmup-start '-1'": "accepted: training starts (a negative warmup lr; unused without --warmup)",
-    "train --gamma '0'": "accepted: training starts (unused by the default cosine schedule)",
-    "train --gamma '-1'": "accepted: training starts (unused by the default cosine schedule)",
-    "train --power '-1'": "accepted: training starts (a poly power, unused by the default cosine schedule)",
-    "train --max-batch '0'": "accepted: training starts (unused without --increase-batch)",
-    "train --max-batch '-1'": "accepted: training starts (unused without --increase-batch)",
-    "train --workers '-1'": "a bug: torch's DataLoader raises ValueError 'num_workers option should be non-negative' (a traceback)",
-}
+XFAIL: dict[str, str] = {}
 
 
 def _cases():

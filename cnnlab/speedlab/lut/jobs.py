@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from cnnlab._device import check_threads
 from cnnlab.errors import BadValue
 from cnnlab.models import list_models
 from cnnlab.speedlab.lut.regress import Synthetic
@@ -56,10 +57,7 @@ def select_models(text: str | Iterable[str]) -> list[str]:
 def check_setting(threads: int | None, batch_size: int) -> None:
     """A table's setting as given: threads None (torch's count) or >= 1, batch >= 1; zero is
     refused, never read as the default."""
-    if threads is not None and (isinstance(threads, bool) or threads < 1):
-        raise BadValue(
-            f"threads must be >= 1, got {threads}; leave --threads out for torch's count"
-        )
+    check_threads(threads)
     if isinstance(batch_size, bool) or batch_size < 1:
         raise BadValue(f"batch_size must be >= 1, got {batch_size}")
 

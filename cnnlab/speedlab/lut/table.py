@@ -362,7 +362,8 @@ def _optional_fields(data: dict, source: str) -> dict:
     models = data.get("models", [])
     if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
         raise BadValue(
-            f"{source}: field 'models' must be a list of model names, got {models!r}; "
+            f"{source}: field 'models' is malformed: it must be a list of model names, got "
+            f"{models!r}; "
             "rebuild it with `cnnlab lut build --fresh`"
         )
     try:
