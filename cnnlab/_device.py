@@ -44,11 +44,11 @@ def check_threads(threads: int | None) -> None:
     """An intra-op thread count: None (torch's own count) or 1 to MAX_THREADS."""
     if threads is None:
         return
-    if isinstance(threads, bool) or not 1 <= threads <= MAX_THREADS:
-        raise BadValue(
-            f"threads must be between 1 and {MAX_THREADS}, got {threads}; leave --threads out "
-            f"for torch's count ({torch.get_num_threads()} here)"
-        )
+    hint = f"leave --threads out for torch's count ({torch.get_num_threads()} here)"
+    if isinstance(threads, bool) or threads < 1:
+        raise BadValue(f"threads must be >= 1, got {threads}; {hint}")
+    if threads > MAX_THREADS:
+        raise BadValue(f"threads must be <= {MAX_THREADS}, got {threads}; {hint}")
 
 
 def total_memory(device: torch.device) -> int | None:

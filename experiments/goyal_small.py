@@ -55,11 +55,12 @@ def run_one(args, name: str, recipe: dict, seed: int) -> list[float]:
         if len(rows) == args.epochs:
             return [r["val"]["top1"] for r in rows]
     settings = {"schedule": "cosine", **recipe}
+    resume = (out / "checkpoint.safetensors").exists()  # else nothing to keep: start afresh
     cfg = TrainConfig(
         model=args.model, data=args.data, epochs=args.epochs, seed=seed, threads=args.threads,
-        progress=False, out=str(out), **settings,
+        progress=False, out=str(out), overwrite=not resume, **settings,
     )  # fmt: skip
-    r = train(cfg, resume=(out / "checkpoint.safetensors").exists())
+    r = train(cfg, resume=resume)
     return [h["val"]["top1"] for h in r.history]
 
 
