@@ -14,7 +14,6 @@ from rich.console import Console
 from cnnlab.deployment.select import BACKENDS
 from cnnlab.errors import UserError
 from cnnlab.measure.allocator import retain_freed_memory
-from cnnlab.models import get_entry
 
 app = typer.Typer(
     add_completion=False,
@@ -147,11 +146,6 @@ def parse_input_size(text: str | None) -> tuple[int, int, int] | None:
             f"--input-size must be CxHxW like 3x224x224 or one side like 224, got {text!r}"
         )
     return (values[0], values[1], values[2])
-
-
-def model_input_size(model: str, text: str | None) -> tuple[int, int, int]:
-    """--input-size when given, else ``model``'s registered input size."""
-    return parse_input_size(text) or get_entry(model).input_size
 
 
 def _unwritable(folder: Path) -> str | None:

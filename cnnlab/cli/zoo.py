@@ -14,12 +14,11 @@ from cnnlab.cli.app import (
     UsageError,
     app,
     console,
-    model_input_size,
     parse_input_size,
 )
 from cnnlab.counting.analytic import Complexity, complexity
 from cnnlab.counting.report import models_markdown
-from cnnlab.models import get_entry, list_models
+from cnnlab.models import list_models
 
 # what a user may have typed after a flag (``--json true``): a flag takes no value, so the word
 # became the pattern
@@ -64,7 +63,7 @@ def models(
     if not names:
         hint = FLAG_VALUE_HINT if pattern.lower() in FLAG_VALUES else ""
         raise UsageError(f"no model matches {pattern!r}; `cnnlab models` lists them all{hint}")
-    rows = [_summary(n, complexity(n, size or get_entry(n).input_size)) for n in names]
+    rows = [_summary(n, complexity(n, size)) for n in names]
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -92,8 +91,8 @@ def info(
     as_json: AsJson = False,
 ) -> None:
     """Per-layer table of a model: output shape, params, MACs, memory access, and totals."""
-    size = model_input_size(model, input_size)
-    c = complexity(model, size)
+    c = complexity(model, parse_input_size(input_size))
+    size = c.input_size
     layers = [
         {
             "name": r.name,

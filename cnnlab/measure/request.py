@@ -15,8 +15,12 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from cnnlab._device import FLOAT_BYTES, check_memory, check_threads
-from cnnlab._device import check_device as _check_device
+from cnnlab._device import (
+    FLOAT_BYTES,
+    check_device,  # the one device check, shared with training
+    check_memory,
+    check_threads,
+)
 from cnnlab.counting.analytic import check_input_size, complexity
 from cnnlab.errors import BadType, BadValue
 from cnnlab.models.net import Net
@@ -53,12 +57,6 @@ class Request:
     def label(self) -> str:
         """The backend as printed beside a figure: "as given" when nothing was deployed."""
         return self.backend or "as given"
-
-
-def check_device(device: str | torch.device) -> torch.device:
-    """A usable torch device, or a BadValue that says why not (``cnnlab._device``, the check
-    training shares)."""
-    return _check_device(device)
 
 
 def check_shape(input_size) -> tuple[int, int, int]:

@@ -187,11 +187,10 @@ def roofline_row(name, kind, macs, memory_access, ms, batch_size, peak: Peak) ->
 
 
 def _resolve(model_or_name, input_size) -> tuple[str, nn.Module, Complexity]:
-    from cnnlab.models import create_model, get_entry
+    from cnnlab.models import create_model
 
     if isinstance(model_or_name, str):
-        size = input_size or get_entry(model_or_name).input_size
-        c = complexity(model_or_name, size)  # validates name and size before building
+        c = complexity(model_or_name, input_size)  # validates name and size before building
         return model_or_name, create_model(model_or_name), c
     if isinstance(model_or_name, nn.Module):
         return type(model_or_name).__name__, model_or_name, complexity(model_or_name, input_size)

@@ -36,6 +36,7 @@ from cnnlab.deployment.timed import measure_deployed
 from cnnlab.errors import BadType, BadValue
 from cnnlab.measure.allocator import malloc_mode
 from cnnlab.measure.request import check_device, check_request, check_settings
+from cnnlab.models.registry import input_size_of
 from cnnlab.speedlab.lut.opsig import OpSig, extract_ops
 from cnnlab.speedlab.lut.regress import (
     Synthetic,
@@ -179,14 +180,14 @@ def _resolve(
 ) -> tuple[str, nn.Module, tuple]:
     """(name, model, input size): a registered name's own input size unless one is given,
     checked (``check_request``: the model takes it, the memory holds it) before it is built."""
-    from cnnlab.models import create_model, get_entry
+    from cnnlab.models import create_model
 
     if isinstance(model_or_name, str):
-        size = tuple(input_size or get_entry(model_or_name).input_size)
+        size = input_size_of(model_or_name, input_size)
         check_request(model_or_name, input_size=size, batch_sizes=(batch_size,), device=device)
         return model_or_name, create_model(model_or_name), size
     if isinstance(model_or_name, nn.Module):
-        return type(model_or_name).__name__, model_or_name, tuple(input_size or _DEFAULT_INPUT)
+        return type(model_or_name).__name__, model_or_name, input_size_of(model_or_name, input_size)
     raise BadType(f"expected a model name or an nn.Module, got {type(model_or_name).__name__}")
 
 

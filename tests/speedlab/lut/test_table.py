@@ -348,3 +348,12 @@ def test_a_table_from_before_the_malloc_field_was_measured_under_glibcs_own(tmp_
     path = tmp_path / "old.json"
     path.write_text(json.dumps(data))
     assert load_lut(path, force=True).malloc == "system"
+
+
+def test_a_built_model_is_resolved_at_its_own_input_size():
+    """As by name: a built registered model carries its registered input size (299 here)."""
+    from cnnlab.speedlab.lut.table import _resolve
+
+    by_name = _resolve("inception_v3", None)[2]
+    built = _resolve(cnnlab.create_model("inception_v3"), None)[2]
+    assert by_name == built == (3, 299, 299)
